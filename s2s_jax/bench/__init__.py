@@ -1,0 +1,1 @@
+"""`s2s-bench`: speed benchmarks that print a table and write JSON."""

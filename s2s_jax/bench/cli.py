@@ -1,0 +1,30 @@
+"""`s2s-bench SUBCOMMAND`: each subcommand prints a side-by-side table and writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# Subcommand name -> module exposing `add_arguments(parser)` and `run(args)`.
+SUBCOMMANDS = {
+    "render": "s2s_jax.bench.render",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="s2s-bench", description=__doc__)
+  commands = parser.add_subparsers(dest="command", required=True)
+  modules = {}
+  for name, module_name in SUBCOMMANDS.items():
+    module = importlib.import_module(module_name)
+    sub = commands.add_parser(name, help=module.__doc__.splitlines()[0])
+    sub.add_argument("--json", default=f"bench_results/{name}.json",
+                     help="where to write the JSON results")
+    module.add_arguments(sub)
+    modules[name] = module
+  args = parser.parse_args(argv)
+  modules[args.command].run(args)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,146 @@
+"""The learnable parameter space: DX7 voices <-> per-parameter class indices.
+
+Every DX7 sound parameter except ALGORITHM (fixed per model) is learnt as a
+class. Continuous 0..99 parameters are quantised into `num_bins` ordinal bins
+whose reconstruction points are evenly spaced from 0 to 99 inclusive: bin b
+decodes to round(b * 99 / (K - 1)), and a value encodes to its nearest
+reconstruction point, so decoding returns the centre of the bin's value range
+and 0 and 99 stay exact (the reference decoded with b / 64 and could never
+reach 99). Discrete parameters get one class per DX7 value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Literal
+
+import numpy as np
+
+from s2s_jax.synth import params as P
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+  return np.floor(x + 0.5).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpace:
+  """The learnable parameters of a DX7 voice, in Dexed's parameter order.
+
+  Attributes:
+    num_bins: K, the number of classes of each continuous (0..99) parameter.
+  """
+
+  num_bins: int = 64
+
+  def __post_init__(self):
+    if not 2 <= self.num_bins <= 100:
+      raise ValueError(f"num_bins must be in [2, 100] (a 0..99 value has 100 levels), "
+                       f"got {self.num_bins}")
+
+  @functools.cached_property
+  def params(self) -> tuple[P.DexedParam, ...]:
+    """The learnable parameters (144: 84 continuous, 60 discrete)."""
+    return tuple(p for p in P.DEXED_PARAMS if p.kind in (P.Kind.CONTINUOUS, P.Kind.DISCRETE))
+
+  @functools.cached_property
+  def names(self) -> tuple[str, ...]:
+    return tuple(p.name for p in self.params)
+
+  @functools.cached_property
+  def voice_bytes(self) -> np.ndarray:
+    """`[num_params]` voice byte of each learnable parameter."""
+    return np.array([p.voice_byte for p in self.params])
+
+  @functools.cached_property
+  def is_continuous(self) -> np.ndarray:
+    """`[num_params]` bool, True for the binned 0..99 parameters."""
+    return np.array([p.kind is P.Kind.CONTINUOUS for p in self.params])
+
+  @functools.cached_property
+  def num_classes(self) -> np.ndarray:
+    """`[num_params]` classes per parameter: K if continuous, else DX7 values."""
+    return np.where(self.is_continuous, self.num_bins, [p.num_values for p in self.params])
+
+  @functools.cached_property
+  def class_offsets(self) -> np.ndarray:
+    """`[num_params + 1]` start of each parameter's block in a flat logit vector."""
+    return np.concatenate([[0], np.cumsum(self.num_classes)])
+
+  @property
+  def num_params(self) -> int:
+    return len(self.params)
+
+  @property
+  def total_classes(self) -> int:
+    return int(self.class_offsets[-1])
+
+  @functools.cached_property
+  def _maxima(self) -> np.ndarray:
+    return np.array([p.steps for p in self.params])
+
+  def encode(self, voices: np.ndarray) -> np.ndarray:
+    """Voices `[..., 155]` uint8 -> class indices `[..., num_params]` int32.
+
+    Values above a parameter's DX7 maximum are clamped first, as Dexed does.
+    """
+    values = np.minimum(np.asarray(voices)[..., self.voice_bytes], self._maxima).astype(np.int64)
+    bins = _round_half_up(values * (self.num_bins - 1) / 99.0)
+    return np.where(self.is_continuous, bins, values).astype(np.int32)
+
+  def decode(self, classes: np.ndarray, algorithm: int | np.ndarray,
+             name: str = "S2S MATCH") -> np.ndarray:
+    """Class indices `[..., num_params]` -> voices `[..., 155]` uint8.
+
+    Args:
+      classes: one class index per learnable parameter.
+      algorithm: 0-based DX7 algorithm (0..31), a scalar or `[...]`.
+      name: the voice name written into every voice.
+    """
+    classes = np.asarray(classes)
+    if classes.shape[-1] != self.num_params:
+      raise ValueError(f"expected {self.num_params} class indices per voice, "
+                       f"got shape {classes.shape}")
+    if np.any(classes < 0) or np.any(classes >= self.num_classes):
+      bad = int(np.argmax(np.any((classes < 0) | (classes >= self.num_classes),
+                                 axis=tuple(range(classes.ndim - 1)))))
+      raise ValueError(f"class index out of range for {self.names[bad]} "
+                       f"(has {self.num_classes[bad]} classes)")
+    algorithm = np.asarray(algorithm)
+    if np.any((algorithm < 0) | (algorithm >= P.NUM_ALGORITHMS)):
+      raise ValueError(f"algorithm must be 0..31 (0-based), got {algorithm}")
+    values = np.where(self.is_continuous,
+                      _round_half_up(classes * 99.0 / (self.num_bins - 1)), classes)
+    voices = np.broadcast_to(P.with_name(P.INIT_VOICE, name),
+                             classes.shape[:-1] + (P.VOICE_BYTES,)).copy()
+    voices[..., self.voice_bytes] = values
+    voices[..., P.ALGORITHM_BYTE] = algorithm
+    return voices
+
+  def decode_probabilities(self, probabilities: np.ndarray, algorithm: int | np.ndarray,
+                           continuous: Literal["mode", "mean"] = "mode",
+                           name: str = "S2S MATCH") -> np.ndarray:
+    """Per-parameter class probabilities, concatenated -> voices `[..., 155]`.
+
+    Args:
+      probabilities: `[..., total_classes]`, parameter blocks laid out by
+        `class_offsets`.
+      algorithm: 0-based DX7 algorithm, a scalar or `[...]`.
+      continuous: "mode" takes the most likely bin; "mean" takes the expected
+        bin of each continuous parameter (discrete ones always use the mode).
+      name: the voice name written into every voice.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape[-1] != self.total_classes:
+      raise ValueError(f"expected {self.total_classes} probabilities per voice, "
+                       f"got shape {probabilities.shape}")
+    blocks = np.split(probabilities, self.class_offsets[1:-1], axis=-1)
+    classes = []
+    for block, is_continuous in zip(blocks, self.is_continuous):
+      if continuous == "mean" and is_continuous:
+        weights = block / block.sum(axis=-1, keepdims=True)
+        classes.append(_round_half_up(weights @ np.arange(block.shape[-1])))
+      else:
+        classes.append(np.argmax(block, axis=-1))
+    return self.decode(np.stack(classes, axis=-1), algorithm, name)
