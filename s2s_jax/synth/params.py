@@ -150,6 +150,12 @@ VOICE_PARAMS: tuple[DexedParam, ...] = tuple(
 
 # DX7 maximum of each of the 145 sound bytes, `[145]` uint8.
 VOICE_MAXIMA = np.array([p.steps for p in VOICE_PARAMS], dtype=np.uint8)
+# Bit mask of each of the 155 voice bytes: 7 bits (MIDI data), narrowed to the
+# field width of the parameters the packed format stores as bit fields
+# (maxima up to 31), as dexed-py's readers keep them. `[155]` uint8.
+VOICE_FIELD_MASKS = np.full(VOICE_BYTES, 0x7F, dtype=np.uint8)
+VOICE_FIELD_MASKS[[p.voice_byte for p in VOICE_PARAMS if p.steps <= 31]] = [
+    (1 << p.steps.bit_length()) - 1 for p in VOICE_PARAMS if p.steps <= 31]
 
 
 def operator_of(param: DexedParam) -> int | None:
@@ -160,15 +166,16 @@ def operator_of(param: DexedParam) -> int | None:
 
 
 def clamp_voice(voices: np.ndarray) -> np.ndarray:
-  """Clamps sound bytes to their DX7 maxima, as Dexed does on load.
+  """The voices as Dexed plays them: fields masked to their width, then clamped.
 
   Args:
-    voices: `[..., 155]` uint8 voices as stored in a cartridge (may hold values
-      above a parameter's maximum).
+    voices: `[..., 155]` voices as stored in a cartridge (which may hold values
+      above a parameter's maximum; about 3,000 real voices do).
   Returns:
-    `[..., 155]` uint8 voices as the engine plays them; names untouched.
+    `[..., 155]` uint8 voices with every sound byte within its DX7 range, as
+    dexed-py's sysex reader and writer make them; names are masked to 7 bits.
   """
-  voices = np.array(voices, dtype=np.uint8, copy=True)
+  voices = np.asarray(voices).astype(np.uint8) & VOICE_FIELD_MASKS
   voices[..., :NUM_SOUND_BYTES] = np.minimum(voices[..., :NUM_SOUND_BYTES], VOICE_MAXIMA)
   return voices
 

@@ -76,16 +76,12 @@ class ParameterSpace:
   def total_classes(self) -> int:
     return int(self.class_offsets[-1])
 
-  @functools.cached_property
-  def _maxima(self) -> np.ndarray:
-    return np.array([p.steps for p in self.params])
-
   def encode(self, voices: np.ndarray) -> np.ndarray:
     """Voices `[..., 155]` uint8 -> class indices `[..., num_params]` int32.
 
-    Values above a parameter's DX7 maximum are clamped first, as Dexed does.
+    Voices are first made what Dexed plays (`params.clamp_voice`).
     """
-    values = np.minimum(np.asarray(voices)[..., self.voice_bytes], self._maxima).astype(np.int64)
+    values = P.clamp_voice(voices)[..., self.voice_bytes].astype(np.int64)
     bins = _round_half_up(values * (self.num_bins - 1) / 99.0)
     return np.where(self.is_continuous, bins, values).astype(np.int32)
 

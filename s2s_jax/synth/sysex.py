@@ -33,13 +33,6 @@ _SIZES = {_FORMAT_VOICE: VOICE_SIZE, _FORMAT_BANK: BANK_SIZE}
 REJECT_REASONS = ("not sysex", "not a DX7 voice dump", "truncated", "wrong size",
                   "bad checksum", "unreadable")
 
-# `[155]` masks: 7 bits, narrowed to the bit width of the parameters stored as
-# bit fields (maxima up to 31), as dexed-py's readers keep them.
-_FIELD_MASKS = np.full(P.VOICE_BYTES, 0x7F, dtype=np.uint8)
-for _p in P.VOICE_PARAMS:
-  if _p.steps <= 31:
-    _FIELD_MASKS[_p.voice_byte] = (1 << int(_p.steps).bit_length()) - 1
-
 
 class SysexError(ValueError):
   """A file that is not a usable DX7 voice or bank dump.
@@ -90,14 +83,14 @@ def parse(data: bytes, source: str = "<bytes>") -> np.ndarray:
     raise SysexError(source, "bad checksum",
                      f"stored 0x{data[-2]:02X}, computed 0x{checksum(data[6:-2]):02X}")
   if fmt == _FORMAT_VOICE:
-    return (np.frombuffer(payload, np.uint8) & _FIELD_MASKS)[None]
+    return (np.frombuffer(payload, np.uint8) & P.VOICE_FIELD_MASKS)[None]
   return np.stack([_unpack(payload[i * 128:(i + 1) * 128]) for i in range(32)])
 
 
 def _unpack(packed: bytes) -> np.ndarray:
   """128-byte packed voice -> `[155]` uint8 as stored, via dexed-py."""
   unpacked = dexed.Patch._unpack_voice(packed)  # pylint: disable=protected-access
-  return np.frombuffer(unpacked, np.uint8)[:P.VOICE_BYTES] & _FIELD_MASKS
+  return np.frombuffer(unpacked, np.uint8)[:P.VOICE_BYTES] & P.VOICE_FIELD_MASKS
 
 
 def read(path: str | os.PathLike) -> np.ndarray:
