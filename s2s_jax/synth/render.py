@@ -79,6 +79,12 @@ class DexedRenderer:
     self.settings = settings
     self._local = threading.local()
 
+  def __getstate__(self):  # picklable for Beam workers: each builds its own synths
+    return {"settings": self.settings}
+
+  def __setstate__(self, state):
+    self.__init__(state["settings"])
+
   def _synth(self) -> dexed.DexedSynth:
     if not hasattr(self._local, "synth"):
       self._local.synth = dexed.DexedSynth(float(self.settings.sample_rate))

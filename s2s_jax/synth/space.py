@@ -106,13 +106,17 @@ class ParameterSpace:
     algorithm = np.asarray(algorithm)
     if np.any((algorithm < 0) | (algorithm >= P.NUM_ALGORITHMS)):
       raise ValueError(f"algorithm must be 0..31 (0-based), got {algorithm}")
-    values = np.where(self.is_continuous,
-                      _round_half_up(classes * 99.0 / (self.num_bins - 1)), classes)
+    values = self.class_values(classes)
     voices = np.broadcast_to(P.with_name(P.INIT_VOICE, name),
                              classes.shape[:-1] + (P.VOICE_BYTES,)).copy()
     voices[..., self.voice_bytes] = values
     voices[..., P.ALGORITHM_BYTE] = algorithm
     return voices
+
+  def class_values(self, classes: np.ndarray) -> np.ndarray:
+    """Class indices `[..., num_params]` -> the DX7 values they stand for."""
+    return np.where(self.is_continuous,
+                    _round_half_up(np.asarray(classes) * 99.0 / (self.num_bins - 1)), classes)
 
   def decode_probabilities(self, probabilities: np.ndarray, algorithm: int | np.ndarray,
                            continuous: Literal["mode", "mean"] = "mode",

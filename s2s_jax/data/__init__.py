@@ -1,0 +1,1 @@
+"""The `dexed_presets` dataset: what it holds, how it is built and read."""

@@ -1,0 +1,160 @@
+"""The dexed_presets dataset: source plans, gradient weights, TF-free builds and reading."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from s2s_jax.audio import storage
+from s2s_jax.data import reader
+from s2s_jax.data import sources
+from s2s_jax.data import weights as W
+from s2s_jax.synth import corpus as C
+from s2s_jax.synth import params as P
+from s2s_jax.synth import render
+from s2s_jax.synth import sysex
+from s2s_jax.synth.space import ParameterSpace
+
+DUMMY_DATA = pathlib.Path(__file__).parents[1] / "datasets" / "dexed_presets" / "dummy_data"
+
+
+def test_plan_keeps_groups_and_variants_in_one_split_and_test_real(renderer):
+  corpus = C.read_corpus(DUMMY_DATA)
+  mix = sources.SourceMix(augmentations_per_preset=2, random_presets=20, walk_length=4)
+  plan = sources.plan(mix, renderer, corpus)
+  group_split = {}
+  for name, planned in plan.items():
+    for g in planned.group:
+      assert group_split.setdefault(int(g), name) == name  # no group spans two splits
+  assert set(plan["test"].source) <= {0}  # test: held-out real presets only
+  real = sum(int(np.sum(p.source == 0)) for p in plan.values())
+  assert real == len(corpus.voices)
+  for name in ("train", "validation"):
+    assert np.sum(plan[name].source == 1) == 2 * np.sum(plan[name].source == 0)
+  assert sum(int(np.sum(p.source == 2)) for p in plan.values()) == 20
+
+
+def test_plan_for_one_algorithm_and_without_a_corpus(renderer):
+  corpus = C.read_corpus(DUMMY_DATA)
+  algorithm = int(np.bincount(corpus.algorithms).argmax()) + 1
+  plan = sources.plan(sources.SourceMix(algorithm=algorithm), renderer, corpus)
+  voices = np.concatenate([p.voices for p in plan.values()])
+  assert (voices[:, P.ALGORITHM_BYTE] == algorithm - 1).all()
+  assert len(voices) == np.sum(corpus.algorithms == algorithm - 1)
+  with pytest.raises(ValueError, match="manual directory"):
+    sources.plan(sources.SourceMix(), renderer, None)
+
+
+def test_neighbour_voices_move_one_parameter_by_one_class():
+  space = ParameterSpace()
+  voice = P.INIT_VOICE.copy()
+  probed = np.arange(space.num_params)
+  moved, change = W.neighbour_voices(space, voice, probed)
+  assert ((moved != voice).sum(axis=1) == 1).all() and (change != 0).all()
+  np.testing.assert_array_equal(np.abs(space.encode(moved) - space.encode(voice)).sum(1), 1)
+
+
+def test_gradient_weights_follow_audibility(renderer):
+  space = ParameterSpace()
+  voice = P.INIT_VOICE.copy()  # algorithm 1, only OP1 sounds: OP2..OP6 are silent
+  audio = renderer.render(voice)[None]
+  weights = W.gradient_weights(space, voice[None], audio, renderer,
+                               W.WeightSettings(mode="all"), seed=0)[0]
+  by_name = dict(zip(space.names, weights))
+  assert by_name["OP1 OUTPUT LEVEL"] > 0.5 and by_name["OP1 F COARSE"] > 0.5
+  assert by_name["OP5 EG RATE 1"] == 0 and by_name["OP6 F FINE"] == 0  # their output level is 0
+  assert abs(weights.mean() - 1) < 0.05 and weights.max() <= 10
+  np.testing.assert_array_equal(
+      W.gradient_weights(space, voice[None], audio, renderer, W.WeightSettings(mode="off"), 0),
+      np.ones((1, space.num_params)))
+  sampled = W.gradient_weights(space, voice[None], audio, renderer,
+                               W.WeightSettings(mode="sampled", num_sampled=12), seed=0)[0]
+  assert np.sum(sampled != 1) <= 12
+
+
+def _build(tmp_path, *flags, **kwargs):
+  return subprocess.run([sys.executable, "-m", "s2s_jax.data.build", f"--data_dir={tmp_path}",
+                         *flags], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("tfds")
+  result = _build(data_dir, "--config=tiny")
+  assert result.returncode == 0, result.stderr[-2000:]
+  return data_dir / "dexed_presets" / "tiny" / "1.0.0"
+
+
+def test_tiny_build_reads_back_without_tensorflow(tiny_dataset, renderer):
+  source = reader.data_source(tiny_dataset, "train")
+  assert len(source) == 51
+  example = source[0]
+  voice = np.asarray(example["voice"])
+  audio = np.asarray(storage.decode_audio(example["audio_pcm"], example["audio_scales"]))
+  expected = renderer.render(voice)
+  assert np.max(np.abs(audio - expected)) <= np.max(np.abs(expected)) / 30000
+  np.testing.assert_array_equal(example["labels"], ParameterSpace().encode(voice))
+  assert example["algorithm"] == 5 and example["source"] == 2
+  assert "tensorflow" not in sys.modules  # the reader never needs TensorFlow
+
+
+def test_loader_shards_are_disjoint_and_complete(tiny_dataset):
+  source = reader.data_source(tiny_dataset, "train")
+  seen = []
+  for shard in range(3):
+    for batch in reader.loader(source, 1, shuffle=False, shard_index=shard, shard_count=3):
+      assert set(batch) == set(reader.TRAINING_KEYS) and batch["audio_pcm"].shape == (1, 192000)
+      seen.append(batch["audio_pcm"][0, :64].tobytes() + batch["labels"][0].tobytes())
+  assert len(seen) == len(set(seen)) == 51
+
+
+def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):
+  pytest.importorskip("apache_beam")
+  result = _build(tmp_path, "--config=tiny", "--beam")
+  assert result.returncode == 0, result.stderr[-2000:]
+  beam = reader.data_source(tmp_path / "dexed_presets" / "tiny" / "1.0.0", "test")
+  plain = reader.data_source(tiny_dataset, "test")
+  key = lambda e: np.asarray(e["voice"]).tobytes()
+  assert sorted(map(key, beam)) == sorted(map(key, plain))
+
+
+def test_an_interrupted_build_never_looks_complete(tmp_path, random_voices):
+  presets = tmp_path / "presets"
+  sysex.write(presets / "a.syx", sysex.bank_message(random_voices[:32]))
+  sysex.write(presets / "b.syx", sysex.bank_message(random_voices[32:]))
+  data_dir = tmp_path / "tfds"
+  process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=all",
+                              f"--manual_dir={presets}", f"--data_dir={data_dir}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  while not list(data_dir.glob("dexed_presets/all/incomplete*")) and time.time() < deadline:
+    time.sleep(0.05)
+  os.kill(process.pid, signal.SIGKILL)
+  process.wait()
+  assert list(data_dir.glob("dexed_presets/all/incomplete*")), "the build never started writing"
+  assert not (data_dir / "dexed_presets" / "all" / "1.0.0").exists()
+  result = _build(data_dir, "--config=all", f"--manual_dir={presets}")  # a rerun completes
+  assert result.returncode == 0, result.stderr[-2000:]
+  built = data_dir / "dexed_presets" / "all" / "1.0.0"
+  assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 64
+
+
+def test_missing_manual_dir_is_a_clear_error(tmp_path):
+  result = _build(tmp_path, "--config=alg05")
+  assert result.returncode != 0 and "manual" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weight_normalisation_has_mean_one_and_a_cap(seed):
+  rng = np.random.default_rng(seed)
+  ratio = rng.pareto(0.5, 144) * (rng.random(144) < 0.3)  # heavy-tailed, mostly zero
+  weights = W._normalise(ratio, 10.0)  # pylint: disable=protected-access
+  assert weights.max() <= 10 + 1e-9 and abs(weights.mean() - 1) < 1e-9
+  assert ((weights > 0) == (ratio > 0)).all()
+  order = np.argsort(ratio)
+  assert (np.diff(weights[order]) >= -1e-12).all()  # monotone in the ratio
