@@ -1,5 +1,6 @@
 """The dexed_presets dataset: source plans, gradient weights, TF-free builds and reading."""
 
+import importlib.util
 import os
 import pathlib
 import signal
@@ -90,7 +91,7 @@ def tiny_dataset(tmp_path_factory):
   return data_dir / "dexed_presets" / "tiny" / "1.0.0"
 
 
-def test_tiny_build_reads_back_without_tensorflow(tiny_dataset, renderer):
+def test_tiny_build_reads_back(tiny_dataset, renderer):
   source = reader.data_source(tiny_dataset, "train")
   assert len(source) == 51
   example = source[0]
@@ -100,7 +101,22 @@ def test_tiny_build_reads_back_without_tensorflow(tiny_dataset, renderer):
   assert np.max(np.abs(audio - expected)) <= np.max(np.abs(expected)) / 30000
   np.testing.assert_array_equal(example["labels"], ParameterSpace().encode(voice))
   assert example["algorithm"] == 5 and example["source"] == 2
-  assert "tensorflow" not in sys.modules  # the reader never needs TensorFlow
+
+
+def test_reading_needs_no_tensorflow(tiny_dataset):
+  """A fresh process reads and batches without ever importing TensorFlow."""
+  script = f"""
+import sys
+from s2s_jax.data import reader
+source = reader.data_source({str(tiny_dataset)!r}, "validation")
+batch = next(iter(reader.loader(source, 3)))
+assert "tensorflow" not in sys.modules
+print(len(source), batch["audio_pcm"].shape)
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split()[0] == "3" and "(3, 192000)" in result.stdout
 
 
 def test_loader_shards_are_disjoint_and_complete(tiny_dataset):
@@ -114,7 +130,8 @@ def test_loader_shards_are_disjoint_and_complete(tiny_dataset):
 
 
 def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):
-  pytest.importorskip("apache_beam")
+  if importlib.util.find_spec("apache_beam") is None:  # not imported here: see test_host.py
+    pytest.skip("apache-beam is not installed")
   result = _build(tmp_path, "--config=tiny", "--beam")
   assert result.returncode == 0, result.stderr[-2000:]
   beam = reader.data_source(tmp_path / "dexed_presets" / "tiny" / "1.0.0", "test")
@@ -158,3 +175,14 @@ def test_weight_normalisation_has_mean_one_and_a_cap(seed):
   assert ((weights > 0) == (ratio > 0)).all()
   order = np.argsort(ratio)
   assert (np.diff(weights[order]) >= -1e-12).all()  # monotone in the ratio
+
+
+def test_tfds_command_line_builds_what_the_tf_free_reader_loads(tmp_path):
+  if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("tensorflow is not installed")
+  tfds_cli = pathlib.Path(sys.executable).parent / "tfds"
+  result = subprocess.run([str(tfds_cli), "build", "--config=tiny", f"--data_dir={tmp_path}"],
+                          cwd=DUMMY_DATA.parent, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  built = tmp_path / "dexed_presets" / "tiny" / "1.0.0"
+  assert len(reader.data_source(built, "train")) == 51

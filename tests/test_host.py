@@ -1,6 +1,8 @@
 """Dexed host values: the Sound2Synth JSON and DawDreamer settings by name."""
 
 import json
+import subprocess
+import sys
 
 import hypothesis
 import hypothesis.extra.numpy as hnp
@@ -10,7 +12,6 @@ import pytest
 
 from s2s_jax.synth import host
 from s2s_jax.synth import params as P
-from s2s_jax.synth import render
 
 _voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(P.clamp_voice)
 
@@ -69,9 +70,21 @@ def test_a_plugin_without_dexed_parameters_is_refused():
 
 
 def test_dawdreamer_renderer_explains_a_missing_or_broken_plugin(tmp_path):
-  with pytest.raises(FileNotFoundError, match="Dexed plug-in not found"):
-    render.DawDreamerRenderer(tmp_path / "Dexed.vst3")
+  """Run in a fresh process: DawDreamer's plug-in loader has crashed in processes that had
+  already loaded Apache Beam's native modules."""
   broken = tmp_path / "Broken.vst3"
   broken.write_bytes(b"not a plug-in")
-  with pytest.raises(ValueError, match="could not load .*Broken.vst3"):
-    render.DawDreamerRenderer(broken)
+  script = f"""
+from s2s_jax.synth import render
+for path in ({str(tmp_path / "Dexed.vst3")!r}, {str(broken)!r}):
+  try:
+    render.DawDreamerRenderer(path)
+  except (FileNotFoundError, ValueError) as e:
+    print(type(e).__name__, e)
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  missing, not_a_plugin = result.stdout.strip().splitlines()
+  assert missing.startswith("FileNotFoundError Dexed plug-in not found")
+  assert not_a_plugin.startswith("ValueError could not load") and "Broken.vst3" in not_a_plugin

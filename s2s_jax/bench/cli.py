@@ -8,6 +8,8 @@ import importlib
 # Subcommand name -> module exposing `add_arguments(parser)` and `run(args)`.
 SUBCOMMANDS = {
     "render": "s2s_jax.bench.render",
+    "features": "s2s_jax.bench.features",
+    "build": "s2s_jax.bench.build",
 }
 
 

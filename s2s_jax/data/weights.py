@@ -24,6 +24,9 @@ from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 
+_MFCC_BATCH = 64  # clips per MFCC call: bounds the STFT's memory
+_MAX_MOVED_CLIPS = 512  # moved voices rendered at once (400 MB of 4 s clips)
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightSettings:
@@ -79,7 +82,7 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
   Args:
     voices: `[n, 155]` uint8 voices as Dexed plays them.
     audio: `[n, samples]` their renderings.
-    renderer: renders the moved voices (all of an example's in one batch).
+    renderer: renders the moved voices, up to 512 at once on all cores.
     settings: mode and limits.
     seed: picks the probed parameters in mode "sampled".
   Returns:
@@ -90,15 +93,32 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
   if settings.mode == "off":
     return weights
   rng = np.random.default_rng(seed)
-  reference = mfccd.mfcc(audio, n_mfcc=settings.n_mfcc, spec=spec)
-  for i, voice in enumerate(voices):
-    probed = (np.arange(space.num_params) if settings.mode == "all" else
-              np.sort(rng.choice(space.num_params, settings.num_sampled, replace=False)))
-    moved, change = neighbour_voices(space, voice, probed)
-    moved_mfcc = mfccd.mfcc(R.render_batch(renderer, moved), n_mfcc=settings.n_mfcc, spec=spec)
-    distance = np.asarray(mfccd.mfcc_distance(reference[i][None], moved_mfcc))
-    weights[i, probed] = _normalise(distance / np.square(change), settings.max_weight)
+  probed = [np.arange(space.num_params) if settings.mode == "all" else
+            np.sort(rng.choice(space.num_params, settings.num_sampled, replace=False))
+            for _ in voices]
+  per_call = max(1, _MAX_MOVED_CLIPS // len(probed[0]))
+  for start in range(0, len(voices), per_call):
+    group = range(start, min(start + per_call, len(voices)))
+    moved, change = zip(*(neighbour_voices(space, voices[i], probed[i]) for i in group))
+    moved_audio = R.render_batch(renderer, np.concatenate(moved))  # one batch: all cores busy
+    example = np.repeat(np.arange(len(group)), [len(m) for m in moved])
+    reference = _mfcc(audio[start:group.stop], settings.n_mfcc, spec)
+    distance = np.asarray(mfccd.mfcc_distance(reference[example],
+                                              _mfcc(moved_audio, settings.n_mfcc, spec)))
+    for j, i in enumerate(group):
+      weights[i, probed[i]] = _normalise(distance[example == j] / np.square(change[j]),
+                                         settings.max_weight)
   return weights
+
+
+def _mfcc(audio: np.ndarray, n_mfcc: int, spec: FeatureSpec) -> np.ndarray:
+  """MFCC `[n, time, n_mfcc]` of audio `[n, samples]`, in fixed-size batches.
+
+  A fixed batch (zero-padded at the end) bounds the STFT's memory and compiles once.
+  """
+  padded = np.pad(audio, ((0, -len(audio) % _MFCC_BATCH), (0, 0)))
+  return np.concatenate([np.asarray(mfccd.mfcc(padded[i:i + _MFCC_BATCH], n_mfcc=n_mfcc, spec=spec))
+                         for i in range(0, len(padded), _MFCC_BATCH)])[:len(audio)]
 
 
 def _normalise(ratio: np.ndarray, max_weight: float) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Audio features (one JAX featuriser for dataset and inference) and MFCCD."""
