@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from s2s_jax.data import reader
 from s2s_jax.synth import sysex
 
 
@@ -51,12 +52,17 @@ def test_main_job_on_builtin_random_presets(tmp_path):
   assert summary["files_read"] == 2 and summary["distinct_voices"] == 64
   voices = sysex.read(tmp_path / "random_presets" / "random_000.syx")
   assert len(np.unique(voices[:, :145], axis=0)) == 32
+  built = tmp_path / "tensorflow_datasets" / "dexed_presets" / "tiny" / "1.0.0"
+  assert len(reader.data_source(built, "train")) == 51
 
 
 def test_main_job_on_a_user_folder(tmp_path, preset_folder):
   _run(sys.executable, "-m", "s2s_jax.main", f"--workdir={tmp_path}",
-       f"--preset_dir={preset_folder}")
+       f"--preset_dir={preset_folder}", "--dataset_config=all_light")
   assert json.loads((tmp_path / "preset_summary.json").read_text())["distinct_voices"] == 64
+  built = tmp_path / "tensorflow_datasets" / "dexed_presets" / "all_light" / "1.0.0"
+  sizes = {s: len(reader.data_source(built, s)) for s in ("train", "validation", "test")}
+  assert sizes["train"] + sizes["validation"] + sizes["test"] > 64  # real voices and variants
 
 
 def test_render_benchmark_prints_a_table_and_writes_json(tmp_path):
@@ -64,3 +70,11 @@ def test_render_benchmark_prints_a_table_and_writes_json(tmp_path):
   assert "voices_per_s" in out.stdout
   rows = json.loads((tmp_path / "r.json").read_text())["rows"]
   assert rows[0]["speedup"] == 1.0 and all(r["voices_per_s"] > 0 for r in rows)
+
+
+def test_build_benchmark_compares_builds_with_rendering(tmp_path):
+  out = _run("s2s-bench", "build", "--voices=32", "--modes=off", "--repeats=1",
+             f"--json={tmp_path}/b.json")
+  assert "build, weights off" in out.stdout
+  rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+  assert [r["examples"] for r in rows] == [32, 32] and 0 < rows[1]["vs_render_only"] < 1.5

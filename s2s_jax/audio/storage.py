@@ -27,14 +27,14 @@ def encode_audio(audio: np.ndarray, block_size: int = BLOCK_SIZE
                  ) -> tuple[np.ndarray, np.ndarray]:
   """float audio [..., samples] -> (pcm int16 [..., samples], scales float32 [..., blocks])."""
   audio = np.asarray(audio, np.float32)
-  if not np.all(np.isfinite(audio)):
-    raise ValueError("audio holds NaN or infinite samples")
   blocks = _to_blocks(audio, block_size)
-  # The smallest normal float32 bounds the scale of silent (or denormal) blocks.
-  scales = np.maximum(np.max(np.abs(blocks), axis=-1) / np.float32(PCM_MAX),
-                      np.finfo(np.float32).tiny)
-  pcm = np.clip(np.rint(blocks / scales[..., None]), -PCM_MAX, PCM_MAX).astype(np.int16)
-  return pcm.reshape(*audio.shape[:-1], -1)[..., :audio.shape[-1]], scales
+  peak = np.max(np.abs(blocks), axis=-1)  # NaN and inf propagate into the peak
+  if not np.all(np.isfinite(peak)):
+    raise ValueError("audio holds NaN or infinite samples")
+  scales = np.where(peak > 0, peak / PCM_MAX, 1.0).astype(np.float32)
+  scaled = blocks * (1.0 / scales)[..., None]  # |scaled| <= PCM_MAX: no clipping needed
+  np.rint(scaled, out=scaled)
+  return scaled.astype(np.int16).reshape(*audio.shape[:-1], -1)[..., :audio.shape[-1]], scales
 
 
 def decode_audio(pcm: np.ndarray | jax.Array, scales: np.ndarray | jax.Array,

@@ -20,7 +20,8 @@ def data_source(dataset_dir: str | os.PathLike, split: str):
     dataset_dir: the version folder, e.g. `~/tensorflow_datasets/dexed_presets/tiny/1.0.0`.
     split: "train", "validation" or "test" (TFDS slicing such as "train[:10%]" works).
   """
-  return tfds.builder_from_directory(os.fspath(dataset_dir)).as_data_source(split=split)
+  path = os.path.expanduser(os.fspath(dataset_dir))
+  return tfds.builder_from_directory(path).as_data_source(split=split)
 
 
 class _TrainingArrays(grain.transforms.Map):
