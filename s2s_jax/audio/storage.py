@@ -31,8 +31,10 @@ def encode_audio(audio: np.ndarray, block_size: int = BLOCK_SIZE
   peak = np.max(np.abs(blocks), axis=-1)  # NaN and inf propagate into the peak
   if not np.all(np.isfinite(peak)):
     raise ValueError("audio holds NaN or infinite samples")
-  scales = np.where(peak > 0, peak / PCM_MAX, 1.0).astype(np.float32)
-  scaled = blocks * (1.0 / scales)[..., None]  # |scaled| <= PCM_MAX: no clipping needed
+  # Scales never go below the smallest normal float32: denormals lose precision, flush to
+  # zero on accelerators, and their reciprocal overflows.
+  scales = np.maximum(peak / PCM_MAX, np.finfo(np.float32).tiny).astype(np.float32)
+  scaled = blocks * (1.0 / scales)[..., None]  # |scaled| <= PCM_MAX (+ rounding) by construction
   np.rint(scaled, out=scaled)
   return scaled.astype(np.int16).reshape(*audio.shape[:-1], -1)[..., :audio.shape[-1]], scales
 
