@@ -17,7 +17,6 @@ from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import params as P
-from s2s_jax.synth import render
 from s2s_jax.synth import sysex
 from s2s_jax.synth.space import ParameterSpace
 
