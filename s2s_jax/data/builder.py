@@ -13,8 +13,10 @@ TensorFlow installed (array_record files).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -147,16 +149,18 @@ class ChunkJob:
   def __call__(self, start: int):
     config, planned, renderer = self.config, self.planned, self.renderer
     index = np.arange(start, min(start + CHUNK, len(planned)))
-    audio = R.render_batch(renderer, planned.voices[index])
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # encode on all cores too
+      rendered = list(pool.map(lambda voice: _render_and_encode(renderer, voice),
+                               planned.voices[index]))
+    audio, pcm, scales = (np.stack(x) for x in zip(*rendered))
     audible = generate.is_audible(audio)
     if not audible.all():
       logging.info("skipping %d inaudible voices", int(np.sum(~audible)))
-    index, audio = index[audible], audio[audible]
+    index, audio, pcm, scales = index[audible], audio[audible], pcm[audible], scales[audible]
     space = ParameterSpace(config.num_bins)
     voices = planned.voices[index]
     gradient_weights = W.gradient_weights(space, voices, audio, renderer, config.weights,
                                           seed=config.mix.seed + start, spec=_spec(config.render))
-    pcm, scales = storage.encode_audio(audio)
     labels = space.encode(voices)
     for j, i in enumerate(index):
       yield int(i), {  # integer keys: examples are written in key order
@@ -171,6 +175,12 @@ class ChunkJob:
 
 def _spec(render: R.RenderSettings) -> FeatureSpec:
   return FeatureSpec(sample_rate=render.sample_rate, num_samples=render.num_samples)
+
+
+def _render_and_encode(renderer: R.Renderer, voice: np.ndarray):
+  """Voice `[155]` -> (audio `[samples]`, int16 pcm `[samples]`, scales `[blocks]`)."""
+  audio = renderer.render(voice)
+  return (audio, *storage.encode_audio(audio))
 
 
 _CITATION = """\
