@@ -13,10 +13,8 @@ TensorFlow installed (array_record files).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -149,9 +147,8 @@ class ChunkJob:
   def __call__(self, start: int):
     config, planned, renderer = self.config, self.planned, self.renderer
     index = np.arange(start, min(start + CHUNK, len(planned)))
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # encode on all cores too
-      rendered = list(pool.map(lambda voice: _render_and_encode(renderer, voice),
-                               planned.voices[index]))
+    rendered = R.map_with(renderer, lambda voice: _render_and_encode(renderer, voice),
+                          planned.voices[index])  # encoding on the render threads too
     audio, pcm, scales = (np.stack(x) for x in zip(*rendered))
     audible = generate.is_audible(audio)
     if not audible.all():

@@ -9,9 +9,6 @@ audible, and both keep only voices that are audible when rendered (peak above
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
-
 import dexed
 import numpy as np
 
@@ -140,7 +137,7 @@ def augment(voices: np.ndarray, renderer: R.Renderer, seed: int, copies: int = 4
     return kept
 
   jobs = list(enumerate(np.random.SeedSequence(seed).spawn(len(voices))))
-  results = _map(renderer, variants, jobs)
+  results = list(R.map_with(renderer, variants, jobs))
   sources = np.repeat(np.arange(len(voices)), [len(r) for r in results])
   return _stack(sum(results, [])), sources
 
@@ -189,15 +186,7 @@ def random_walk(renderer: R.Renderer, num_presets: int, seed: int,
 
   lengths = [min(walk_length, num_presets - start) for start in range(0, num_presets, walk_length)]
   jobs = list(zip(lengths, np.random.SeedSequence(seed).spawn(len(lengths))))
-  return _stack(sum(_map(renderer, walk, jobs), []))
-
-
-def _map(renderer: R.Renderer, fn, jobs: list) -> list:
-  """`[fn(job) for job in jobs]`, on all cores when the renderer is thread-safe."""
-  if not renderer.thread_safe:
-    return [fn(job) for job in jobs]
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-    return list(pool.map(fn, jobs))
+  return _stack(sum(R.map_with(renderer, walk, jobs), []))
 
 
 def _stack(voices: list[np.ndarray]) -> np.ndarray:

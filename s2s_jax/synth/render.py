@@ -16,7 +16,8 @@ import dataclasses
 import os
 import pathlib
 import threading
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
 import dexed
 import numpy as np
@@ -25,6 +26,8 @@ from s2s_jax.synth import host
 from s2s_jax.synth import params as P
 
 _ALL_OPERATORS_ON = b"\x3f"
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,22 +138,25 @@ class DawDreamerRenderer:
     return _fit(self._engine.get_audio()[0], s.num_samples)
 
 
-def render_batch(renderer: Renderer, voices: np.ndarray, workers: int | None = None) -> np.ndarray:
-  """Renders voices `[n, 155]` -> audio `[n, samples]` float32.
-
-  Thread-safe renderers (dexed-py releases the GIL while it computes) run on
-  `workers` threads (default: all cores); others run serially.
-  """
-  voices = np.asarray(voices)
-  audio = np.zeros((len(voices), renderer.settings.num_samples), np.float32)
+def map_with(renderer: Renderer, fn: Callable[[T], U], items: Iterable[T],
+             workers: int | None = None) -> Iterator[U]:
+  """`fn(item)` for each item, in order: on `workers` threads (default: all cores) when the
+  renderer `fn` uses is thread-safe (dexed-py releases the GIL while it computes), otherwise
+  serially on the calling thread, as plug-in hosts prefer."""
   workers = (workers or os.cpu_count() or 1) if renderer.thread_safe else 1
   if workers == 1:
-    clips = map(renderer.render, voices)  # on the calling thread, as plug-in hosts prefer
-  else:
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
-    clips = pool.map(renderer.render, voices)
-    pool.shutdown(wait=False)  # map has already submitted every voice
-  for i, clip in enumerate(clips):
+    return map(fn, items)
+  pool = concurrent.futures.ThreadPoolExecutor(workers)
+  results = pool.map(fn, items)
+  pool.shutdown(wait=False)  # map has already submitted every item
+  return results
+
+
+def render_batch(renderer: Renderer, voices: np.ndarray, workers: int | None = None) -> np.ndarray:
+  """Renders voices `[n, 155]` -> audio `[n, samples]` float32, on all cores if it can."""
+  voices = np.asarray(voices)
+  audio = np.zeros((len(voices), renderer.settings.num_samples), np.float32)
+  for i, clip in enumerate(map_with(renderer, renderer.render, voices, workers)):
     audio[i] = clip
   return audio
 
