@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -31,3 +33,19 @@ def shared_presets() -> pathlib.Path:
   if not SHARED_PRESETS.is_dir():
     pytest.skip(f"shared corpus not present at {SHARED_PRESETS}")
   return SHARED_PRESETS
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
+  """A data_dir holding the `tiny` dexed_presets config, built once per session."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  result = subprocess.run([sys.executable, "-m", "s2s_jax.data.build", f"--data_dir={data_dir}",
+                           "--config=tiny"], capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_data_dir) -> pathlib.Path:
+  """The version folder of the built `tiny` config."""
+  return tiny_data_dir / "dexed_presets" / "tiny" / "1.0.0"

@@ -82,14 +82,6 @@ def _build(tmp_path, *flags, **kwargs):
                          *flags], capture_output=True, text=True, timeout=600, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-  data_dir = tmp_path_factory.mktemp("tfds")
-  result = _build(data_dir, "--config=tiny")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return data_dir / "dexed_presets" / "tiny" / "1.0.0"
-
-
 def test_tiny_build_reads_back(tiny_dataset, renderer):
   source = reader.data_source(tiny_dataset, "train")
   assert len(source) == 51

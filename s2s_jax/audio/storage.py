@@ -40,18 +40,20 @@ def encode_audio(audio: np.ndarray, block_size: int = BLOCK_SIZE
 
 
 def decode_audio(pcm: np.ndarray | jax.Array, scales: np.ndarray | jax.Array,
-                 block_size: int = BLOCK_SIZE) -> jax.Array:
+                 block_size: int = BLOCK_SIZE) -> np.ndarray | jax.Array:
   """(pcm int16 [..., samples], scales [..., blocks]) -> float32 audio [..., samples].
 
-  Pure JAX: runs inside a jitted step, on the device.
+  numpy in, numpy out (on the host, e.g. in an input pipeline); a JAX array in, a JAX array
+  out (inside a jitted step, on the device). Both compute the same float32 products.
   """
-  blocks = _to_blocks(jnp.asarray(pcm).astype(jnp.float32), block_size)
-  audio = blocks * jnp.asarray(scales, jnp.float32)[..., None]
+  xp = jnp if isinstance(pcm, jax.Array) or isinstance(scales, jax.Array) else np
+  blocks = _to_blocks(xp.asarray(pcm).astype(xp.float32), block_size)
+  audio = blocks * xp.asarray(scales, xp.float32)[..., None]
   return audio.reshape(*pcm.shape[:-1], -1)[..., :pcm.shape[-1]]
 
 
-def as_stored(audio: np.ndarray, block_size: int = BLOCK_SIZE) -> jax.Array:
-  """The clip as training sees it after storage; inference featurises this too."""
+def as_stored(audio: np.ndarray, block_size: int = BLOCK_SIZE) -> np.ndarray:
+  """The clip as training sees it after storage (numpy); inference featurises this too."""
   return decode_audio(*encode_audio(audio, block_size), block_size)
 
 

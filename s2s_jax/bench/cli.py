@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "render": "s2s_jax.bench.render",
     "features": "s2s_jax.bench.features",
     "build": "s2s_jax.bench.build",
+    "model": "s2s_jax.bench.model",
 }
 
 

@@ -33,8 +33,11 @@ class _TrainingArrays(grain.transforms.Map):
 
 def loader(source, batch_size: int, *, seed: int = 0, shuffle: bool = True,
            num_epochs: int | None = 1, shard_index: int | None = None,
-           shard_count: int | None = None, worker_count: int = 0) -> grain.DataLoader:
+           shard_count: int | None = None, worker_count: int = 0,
+           batch_operations: tuple[grain.transforms.Map, ...] = ()) -> grain.DataLoader:
   """Batches `[batch_size, ...]` of `TRAINING_KEYS` from this host's shard of `source`.
+
+  `batch_operations` run on each batch after batching (e.g. decoding the audio).
 
   Each host reads a disjoint shard (default: `jax.process_index()` of
   `jax.process_count()`), so a multi-host job sees every example once per epoch.
@@ -47,4 +50,5 @@ def loader(source, batch_size: int, *, seed: int = 0, shuffle: bool = True,
                                         shuffle=shuffle, num_epochs=num_epochs, seed=seed)
   return grain.DataLoader(data_source=source, sampler=sampler, worker_count=worker_count,
                           operations=[_TrainingArrays(),
-                                      grain.transforms.Batch(batch_size, drop_remainder=True)])
+                                      grain.transforms.Batch(batch_size, drop_remainder=True),
+                                      *batch_operations])

@@ -1,0 +1,134 @@
+"""The paper's T6 setting: all six operators learnt, one DX7 algorithm per model.
+
+  python -m s2s_jax.main --config=configs/t6.py[:VARIANT] --workdir=DIR [--config.x=y ...]
+
+Variants:
+  full  (default) the paper's network and recipe (Section 3 and the appendix) on `alg01`.
+  cpu   a narrow network on the mel, CQT, MFCC and statistics branches that learns something
+        in 20 minutes on two CPU cores.
+  tiny  a toy network on the built-in `tiny` dataset (random presets): tests and the README.
+"""
+
+import ml_collections
+
+# The reference's VGG-11-BN-like stages on the STFT (and here, as the paper says, on the mel).
+VGG_STAGES = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+
+
+def full_model() -> ml_collections.ConfigDict:
+  """The paper's widths: 512 for convolutional branches, 128 for the others, 2048 fused."""
+  return ml_collections.ConfigDict(dict(
+      branches=("stft", "mel", "cqt", "mfcc", "statistics"),
+      stft=dict(stages=VGG_STAGES, output_width=512),
+      mel=dict(stages=VGG_STAGES, output_width=512),
+      cqt=dict(bins_per_octave=48, stages=(64, 128), kernel_size=7, pool=4, pdc_layers=3,
+               num_primes=3, symmetric=True, channel_mixing=False, output_width=512),
+      mfcc=dict(hidden=256, num_layers=2, output_width=128),
+      statistics=dict(hidden=256, output_width=128),
+      waveform=dict(output_width=128),
+      global_width=2048,
+      head=dict(group_width=256, group_layers=1, parameter_width=64),
+      dtype="float32",
+  ))
+
+
+def get_config(variant: str = "full") -> ml_collections.ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown t6.py variant {variant!r}: use one of {sorted(VARIANTS)}")
+  config = ml_collections.ConfigDict()
+  config.seed = 20001101
+  config.num_bins = 64  # classes of each continuous (0..99) parameter; must match the dataset
+
+  # Data: a built `dexed_presets` config (built first if missing), or online rendering.
+  config.input = "dataset"  # "dataset" or "online"
+  config.dataset_config = "alg01"
+  config.data_dir = "~/tensorflow_datasets"  # "" = `workdir/tensorflow_datasets`
+  config.manual_dir = ""  # folder of .syx presets, for configs with real presets
+  config.online = dict(mode="random", max_changes=3, workers=2, prefetch=4,
+                       examples_per_epoch=4096)
+  config.input_noise = 1e-4  # std of Gaussian noise added to training audio only
+
+  config.model = full_model()
+
+  # Loss.
+  config.label_smoothing = 0.02  # Gaussian std as a fraction of the bins (1.28 bins at K=64)
+  config.use_gradient_weights = True
+  config.mask_inactive = True  # drop parameters of operators at output level 0
+
+  # Optimisation: AdamW, linear warm-up then cosine, per step.
+  config.batch_size = 64  # effective (global) batch
+  config.per_step_batch_size = 64  # smaller: gradient accumulation up to batch_size
+  config.learning_rate = 2e-4
+  config.weight_decay = 1e-4
+  config.warmup_epochs = 4
+  config.num_epochs = 30
+  config.grad_clip_norm = 1.0
+  config.swa_start_epoch = 24  # average weights from here (batch norm statistics recomputed)
+  config.early_stopping_patience = 8  # epochs without a better validation loss
+
+  # Evaluation, logging, checkpoints.
+  config.eval_every_epochs = 1
+  config.eval_mfccd_examples = 64  # validation examples rendered for MFCCD per evaluation
+  config.image_summaries = 4
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 500
+  config.max_train_seconds = 0.0  # stop (and evaluate) after this long; 0 = no limit
+
+  config.update_from_flattened_dict(VARIANTS[variant])
+  return config
+
+
+# Each variant's overrides of the full setting.
+VARIANTS = {
+    "full": {},
+    "cpu": {
+        "model.branches": ("mel", "cqt", "mfcc", "statistics"),
+        "model.mel.stages": ((8,), (16,), (32,), (64,)),
+        "model.mel.output_width": 128,
+        "model.cqt.stages": (8, 16),
+        "model.cqt.output_width": 128,
+        "model.mfcc.hidden": 64,
+        "model.mfcc.num_layers": 1,
+        "model.statistics.hidden": 64,
+        "model.statistics.output_width": 32,
+        "model.global_width": 512,
+        "model.head.group_width": 128,
+        "model.head.parameter_width": 32,
+        "dataset_config": "alg21",
+        "batch_size": 32,
+        "per_step_batch_size": 32,
+        "learning_rate": 1e-3,
+        "warmup_epochs": 1,
+        "max_train_seconds": 1200.0,
+        "checkpoint_every_steps": 200,
+    },
+    "tiny": {
+        "model.branches": ("mel", "cqt", "mfcc", "statistics"),
+        "model.mel.stages": ((4,), (8,)),
+        "model.mel.output_width": 16,
+        "model.cqt.stages": (4, 4),
+        "model.cqt.pdc_layers": 1,
+        "model.cqt.output_width": 16,
+        "model.mfcc.hidden": 8,
+        "model.mfcc.num_layers": 1,
+        "model.mfcc.output_width": 8,
+        "model.statistics.hidden": 8,
+        "model.statistics.output_width": 4,
+        "model.global_width": 32,
+        "model.head.group_width": 16,
+        "model.head.parameter_width": 8,
+        "dataset_config": "tiny",
+        "data_dir": "",
+        "batch_size": 8,
+        "per_step_batch_size": 4,
+        "learning_rate": 1e-3,
+        "warmup_epochs": 1,
+        "num_epochs": 3,
+        "swa_start_epoch": 2,
+        "early_stopping_patience": 2,
+        "eval_mfccd_examples": 3,
+        "image_summaries": 2,
+        "log_every_steps": 2,
+        "checkpoint_every_steps": 4,
+    },
+}

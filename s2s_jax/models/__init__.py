@@ -1,0 +1,1 @@
+"""The SOUND2SYNTH network: PDC layer, backbones, grouped head."""

@@ -1,0 +1,1 @@
+"""Training: input pipeline, losses, train_and_evaluate."""

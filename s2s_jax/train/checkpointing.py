@@ -1,0 +1,63 @@
+"""Orbax checkpoints: the latest (to resume exactly) and the best (by validation loss).
+
+`workdir/checkpoints/` keeps the latest full state: the train state (parameters, batch-norm
+statistics, optimiser, step, RNG, SWA average), every host's data-iterator position (grain's
+handler, one file per process) and the loop's progress (epoch bookkeeping, early stopping).
+`workdir/best/` keeps the variables of the best validation loss and their metrics.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import grain
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+  """The two checkpoint managers of a run."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.latest = ocp.CheckpointManager(
+        (workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    self.best = ocp.CheckpointManager(
+        (workdir / "best").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+  def save_latest(self, step: int, state, batches, progress: dict) -> None:
+    self.latest.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(batches),
+        progress=ocp.args.JsonSave(progress)))
+
+  def restore_latest(self, state, batches) -> tuple[object, dict] | None:
+    """(state, progress) of the latest checkpoint, the iterator restored in place; or None."""
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    restored = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(batches),
+        progress=ocp.args.JsonRestore()))
+    return restored.state, restored.progress
+
+  def save_best(self, step: int, variables: dict, metrics: dict) -> None:
+    self.best.save(step, args=ocp.args.Composite(
+        variables=ocp.args.StandardSave(variables), metrics=ocp.args.JsonSave(metrics)),
+        force=True)
+
+  def restore_best(self, variables: dict) -> tuple[dict, dict] | None:
+    """(variables, metrics) of the best checkpoint, shaped like `variables`; or None."""
+    step = self.best.latest_step()
+    if step is None:
+      return None
+    restored = self.best.restore(step, args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(variables), metrics=ocp.args.JsonRestore()))
+    return restored.variables, restored.metrics
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()

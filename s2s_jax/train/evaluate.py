@@ -1,0 +1,100 @@
+"""Evaluation: parameter metrics over a split, and MFCCD of rendered predictions.
+
+MFCCD compares the real engine's rendering of a predicted voice with the example's own stored
+audio (never with a re-quantised label), with 13 coefficients (the paper's Table 1) and 30 (the
+reference code's), as `audio.mfccd` defines them. Baselines are scored the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import jax
+import numpy as np
+
+from s2s_jax.audio import features
+from s2s_jax.audio import mfccd
+from s2s_jax.synth import render as R
+from s2s_jax.synth.space import ParameterSpace
+
+MFCCD_COEFFICIENTS = (13, 30)
+_MFCCD_BATCH = 32  # clips per MFCC call: bounds the STFT's memory
+
+
+def split_metrics(eval_step: Callable, batches: Iterable[dict], keep: int
+                  ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """Runs `eval_step(batch) -> (metric sums, predicted classes)` over a split.
+
+  Returns the example-weighted means of the metrics and, for the first `keep` examples in
+  split order, "classes" [keep, num_params], "algorithm" [keep] (1-based) and "audio"
+  [keep, samples].
+  """
+  sums, count, kept = {}, 0.0, {"classes": [], "algorithm": [], "audio": []}
+  for batch in batches:
+    metric_sums, classes = eval_step(batch)
+    for name, value in jax.device_get(metric_sums).items():
+      sums[name] = sums.get(name, 0.0) + np.asarray(value, np.float64)
+    real = batch["mask"] > 0
+    count += float(real.sum())
+    have = sum(len(c) for c in kept["classes"])
+    take = np.flatnonzero(real)[:max(keep - have, 0)]
+    if len(take):
+      kept["classes"].append(np.asarray(jax.device_get(classes))[take])
+      kept["algorithm"].append(batch["algorithm"][take])
+      kept["audio"].append(batch["audio"][take])
+  means = {name: value / max(count, 1.0) for name, value in sums.items()}
+  return means, {key: np.concatenate(value) if value else np.zeros((0,))
+                 for key, value in kept.items()}
+
+
+def render_classes(space: ParameterSpace, classes: np.ndarray, algorithm: np.ndarray,
+                   renderer: R.Renderer) -> np.ndarray:
+  """Renders class predictions `[n, num_params]` with their 1-based algorithms `[n]`."""
+  voices = space.decode(classes, np.asarray(algorithm) - 1)
+  return R.render_batch(renderer, voices)
+
+
+def mfccd_scores(audio: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+  """`mfccd13` and `mfccd30` per pair of clips `[n, samples]` -> `[n]` each."""
+  scores = {}
+  for n_mfcc in MFCCD_COEFFICIENTS:
+    scores[f"mfccd{n_mfcc}"] = np.concatenate([
+        np.asarray(mfccd.mfccd(audio[i:i + _MFCCD_BATCH], target[i:i + _MFCCD_BATCH],
+                               n_mfcc=n_mfcc))
+        for i in range(0, len(audio), _MFCCD_BATCH)])
+  return scores
+
+
+def mode_classes(labels: np.ndarray, num_classes: np.ndarray) -> np.ndarray:
+  """The most common class of each parameter over training labels `[n, num_params]`."""
+  return np.array([np.bincount(labels[:, k], minlength=n).argmax()
+                   for k, n in enumerate(num_classes)], np.int32)
+
+
+def baseline_classes(train_labels: np.ndarray, space: ParameterSpace, count: int,
+                     seed: int) -> dict[str, np.ndarray]:
+  """The baselines' class predictions for `count` examples, `[count, num_params]` each.
+
+  random_train_voice: a training voice drawn at random (seeded) per example.
+  mode_voice: every parameter at its most common training class, for every example.
+  """
+  rng = np.random.default_rng(seed)
+  return {
+      "random_train_voice": train_labels[rng.integers(len(train_labels), size=count)],
+      "mode_voice": np.broadcast_to(mode_classes(train_labels, space.num_classes),
+                                    (count, space.num_params)).copy(),
+  }
+
+
+def spectrogram_pairs(banks: features.FeatureBanks, target: np.ndarray, predicted: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+  """Image summaries: the target's mel spectrogram above the prediction's, per example.
+
+  target, predicted: `[n, samples]` -> name -> `[2 * n_mels, time]` in [0, 1], low
+  frequencies at the bottom of each half.
+  """
+  mel = np.asarray(jax.jit(features.featurise)(banks, np.concatenate([target, predicted]))["mel"])
+  mel = (mel + 1.0) / 2.0  # log spectra are clipped to [-1, 1]
+  n = len(target)
+  return {f"match_{i}/target_above_prediction":
+          np.concatenate([mel[i].T[::-1], mel[n + i].T[::-1]], axis=0) for i in range(n)}

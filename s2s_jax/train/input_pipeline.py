@@ -1,0 +1,168 @@
+"""Training input: this host's batches from a built `dexed_presets` config, or rendered online.
+
+Every batch is `{"audio": float32 [batch, samples], "labels": int32 [batch, num_params],
+"weights": float32 [batch, num_params]}` on the host; the training step featurises on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from s2s_jax.audio import storage
+from s2s_jax.data import builder
+from s2s_jax.data import reader
+from s2s_jax.synth import params as P
+from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.train import online
+
+BATCH_KEYS = ("audio", "labels", "weights")
+
+
+def prepared_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
+  """The version folder of `config.dataset_config` under `config.data_dir`, built if missing.
+
+  Only a single-process job builds; a multi-host job expects the dataset built beforehand
+  (`tfds build dexed_presets` or `launch/` for a distributed build).
+  """
+  data_dir = os.path.expanduser(config.data_dir)
+  dataset = builder.DexedPresetsBuilder(config=config.dataset_config, data_dir=data_dir,
+                                        file_format="array_record")
+  folder = pathlib.Path(dataset.data_dir)
+  if not (folder / "dataset_info.json").exists():
+    if jax.process_count() > 1:
+      raise FileNotFoundError(f"dataset {dataset.info.full_name} is not built under {data_dir}:"
+                              " build it before a multi-host run")
+    dataset.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=os.path.expanduser(config.manual_dir) if config.manual_dir else None))
+  if dataset.info.config_name and config.num_bins != _dataset_bins(dataset):
+    raise ValueError(f"config.num_bins={config.num_bins} but {folder} was built with "
+                     f"{_dataset_bins(dataset)} bins per continuous parameter")
+  return folder
+
+
+def _dataset_bins(dataset: builder.DexedPresetsBuilder) -> int:
+  return dataset.builder_config.num_bins
+
+
+class _TrainingBatch(grain.transforms.Map):
+  """Stored example batch -> `BATCH_KEYS` (audio decoded from its 16-bit storage)."""
+
+  def map(self, batch: dict) -> dict[str, np.ndarray]:
+    return {"audio": storage.decode_audio(batch["audio_pcm"], batch["audio_scales"]),
+            "labels": batch["labels"].astype(np.int32),
+            "weights": batch["gradient_weights"].astype(np.float32)}
+
+
+class Batches:
+  """An endless iterator of this host's training batches that checkpoints its position.
+
+  Wraps a grain iterator or an `online.OnlineSource`; `get_state` / `set_state` speak bytes
+  so grain's orbax handler (`grain.checkpoint`) saves either, one file per process.
+  """
+
+  def __init__(self, iterator):
+    self._iterator = iterator
+
+  def __iter__(self) -> Batches:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = next(self._iterator)
+    return {key: batch[key] for key in BATCH_KEYS}
+
+  def get_state(self) -> bytes:
+    state = self._iterator.get_state()
+    return state if isinstance(state, bytes) else json.dumps(state).encode()
+
+  def set_state(self, state: bytes) -> None:
+    if isinstance(self._iterator, online.OnlineSource):
+      self._iterator.set_state(json.loads(state))
+    else:
+      self._iterator.set_state(state)
+
+  def start_prefetch(self) -> None:
+    """Called by grain's handler after a restore; the wrapped iterators prefetch by themselves."""
+
+  def close(self) -> None:
+    if isinstance(self._iterator, online.OnlineSource):
+      self._iterator.close()
+
+
+def local_batch_size(global_batch_size: int) -> int:
+  """This host's share of a global batch (hosts split it evenly)."""
+  count = jax.process_count()
+  if global_batch_size % count:
+    raise ValueError(f"batch size {global_batch_size} does not split over {count} hosts")
+  return global_batch_size // count
+
+
+def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | None,
+                  space: ParameterSpace) -> Batches:
+  """Endless shuffled training batches of `config.per_step_batch_size` (global) examples."""
+  batch_size = local_batch_size(config.per_step_batch_size)
+  if config.input == "online":
+    settings = online.OnlineSettings(
+        mode=config.online.mode, algorithm=_algorithm(config),
+        max_changes=config.online.max_changes, batch_size=batch_size,
+        workers=config.online.workers or None, prefetch=config.online.prefetch,
+        seed=config.seed)
+    pool = training_voices(dataset) if config.online.mode == "augment" else None
+    return Batches(online.OnlineSource(settings, pool, space=space))
+  if config.input != "dataset":
+    raise ValueError(f"config.input must be 'dataset' or 'online', got {config.input!r}")
+  source = reader.data_source(dataset, "train")
+  loader = reader.loader(source, batch_size, seed=config.seed, shuffle=True, num_epochs=None,
+                         batch_operations=(_TrainingBatch(),))
+  return Batches(iter(loader))
+
+
+def training_voices(dataset: pathlib.Path) -> np.ndarray:
+  """`[n, 155]` uint8 voices of the training split (the pool online augmentation mutates)."""
+  source = reader.data_source(dataset, "train")
+  return np.stack([np.asarray(source[i]["voice"], np.uint8) for i in range(len(source))])
+
+
+def _algorithm(config: ml_collections.ConfigDict) -> int | None:
+  """0-based algorithm of an online run: the dataset config's (`algNN`), else any."""
+  name = config.dataset_config
+  if name.startswith("alg") and name[3:].isdigit() and 1 <= int(name[3:]) <= P.NUM_ALGORITHMS:
+    return int(name[3:]) - 1
+  return None
+
+
+def num_examples(dataset: pathlib.Path, split: str) -> int:
+  return len(reader.data_source(dataset, split))
+
+
+def eval_batches(dataset: pathlib.Path, split: str, batch_size: int):
+  """One pass over a split in order, in batches of `batch_size` padded to full size.
+
+  Yields `BATCH_KEYS` plus "mask" float32 [batch] (0 for padding rows), "algorithm" int32
+  [batch] (1-based) and "index" int32 [batch] (example index in the split, -1 for padding).
+  Every host reads the whole split (evaluation runs on the primary host's view).
+  """
+  source = reader.data_source(dataset, split)
+  for start in range(0, len(source), batch_size):
+    rows = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+    stacked = {key: np.stack([np.asarray(row[key]) for row in rows])
+               for key in ("audio_pcm", "audio_scales", "labels", "gradient_weights",
+                           "algorithm")}
+    batch = _TrainingBatch().map(stacked)
+    batch["algorithm"] = stacked["algorithm"].astype(np.int32)
+    batch["index"] = np.arange(start, start + len(rows), dtype=np.int32)
+    batch["mask"] = np.ones(len(rows), np.float32)
+    yield {key: _pad(value, batch_size, -1 if key == "index" else 0)
+           for key, value in batch.items()}
+
+
+def _pad(x: np.ndarray, size: int, fill) -> np.ndarray:
+  padding = [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1)
+  return np.pad(x, padding, constant_values=fill)

@@ -1,0 +1,320 @@
+"""`train_and_evaluate`: the paper's recipe as one jit-compiled, data-parallel program.
+
+The step featurises the clips on the device (the same `featurise` inference uses), adds the
+training-only input noise, and applies AdamW with global-norm clipping, a linear warm-up and a
+cosine decay, accumulating gradients up to the effective batch (optax.MultiSteps). The loop
+evaluates every `eval_every_epochs`, keeps the best variables, stops early, averages weights
+over the last epochs (SWA, batch-norm statistics recomputed), checkpoints the whole state and
+the data position so a killed run resumes exactly, and ends with the test split: parameter
+metrics and MFCCD of rendered predictions, side by side with two baselines.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from s2s_jax.audio.features import FeatureBanks, featurise
+from s2s_jax.bench import report
+from s2s_jax.data import reader
+from s2s_jax.models import sound2synth
+from s2s_jax.models.layers import BN_MOMENTUM
+from s2s_jax.synth import render as R
+from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.train import checkpointing
+from s2s_jax.train import evaluate
+from s2s_jax.train import input_pipeline
+from s2s_jax.train import losses
+from s2s_jax.train import metrics as metric_writers
+from s2s_jax.train import parallel
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimiser, step (micro-steps), batch norm statistics, RNG and SWA average."""
+  batch_stats: Any
+  rng: jax.Array  # uint32 [2]: the run's key; step keys fold in the step
+  swa_params: Any
+  swa_count: jax.Array  # int32 []: epochs averaged into swa_params
+
+
+def schedule_and_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int):
+  """(learning-rate schedule, optimiser) in units of optimiser updates (effective batches)."""
+  accumulation, remainder = divmod(config.batch_size, config.per_step_batch_size)
+  if remainder or accumulation < 1:
+    raise ValueError(f"batch_size {config.batch_size} must be a multiple of "
+                     f"per_step_batch_size {config.per_step_batch_size}")
+  warmup = config.warmup_epochs * updates_per_epoch
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.01 * config.learning_rate, peak_value=config.learning_rate,
+      warmup_steps=max(warmup, 1), decay_steps=max(config.num_epochs * updates_per_epoch,
+                                                   warmup + 1), end_value=1e-8)
+  optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm),
+                          optax.adamw(schedule, weight_decay=config.weight_decay))
+  optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=100)  # skip NaN steps
+  return schedule, optax.MultiSteps(optimizer, every_k_schedule=accumulation)
+
+
+def model_inputs(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
+  """What the network reads: every feature of `featurise`, plus the clip for the waveform."""
+  return featurise(banks, audio) | {"audio": audio}
+
+
+def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
+                 batch_size: int) -> TrainState:
+  audio = jnp.zeros((batch_size, banks.spec.num_samples), jnp.float32)
+  variables = model.init(jax.random.key(seed), model_inputs(banks, audio), train=False)
+  params = variables["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer,
+                           batch_stats=variables["batch_stats"],
+                           rng=jax.random.PRNGKey(seed), swa_params=params,
+                           swa_count=jnp.zeros((), jnp.int32))
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBanks, *,
+               layout: losses.ClassLayout, config: ml_collections.ConfigDict
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One micro-step on a global batch: audio [batch, samples], labels and weights [batch, P]."""
+  key = jax.random.fold_in(state.rng, state.step)
+  audio = batch["audio"] + config.input_noise * jax.random.normal(key, batch["audio"].shape)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
+                                     model_inputs(banks, audio), train=True,
+                                     mutable=["batch_stats"])
+    loss, metrics = losses.loss_and_metrics(
+        logits, batch["labels"], batch["weights"], layout, sigma=config.label_smoothing,
+        use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive)
+    return loss, (metrics, updates["batch_stats"])
+
+  (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  metrics = {name: value for name, value in metrics.items() if name != "parameter_accuracy"}
+  return state, metrics | {"grad_norm": optax.global_norm(grads)}
+
+
+def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks, *,
+              model: nn.Module, layout: losses.ClassLayout, config: ml_collections.ConfigDict
+              ) -> tuple[dict[str, jax.Array], jax.Array]:
+  """(metric sums over the batch's real rows, predicted classes [batch, P])."""
+  logits = model.apply(variables, model_inputs(banks, batch["audio"]), train=False)
+  _, metrics = losses.loss_and_metrics(
+      logits, batch["labels"], batch["weights"], layout, sigma=config.label_smoothing,
+      use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive,
+      example_mask=batch["mask"])
+  count = jnp.sum(batch["mask"])
+  sums = {name: value * count for name, value in metrics.items()
+          if name != "parameter_accuracy"}
+  return sums, losses.predicted_classes(logits, layout)
+
+
+def swa_update(state: TrainState) -> TrainState:
+  """Adds the current parameters to the running SWA average."""
+  count = state.swa_count + 1
+  swa = jax.tree.map(lambda avg, p: avg + (p - avg) / count, state.swa_params, state.params)
+  return state.replace(swa_params=swa, swa_count=count)
+
+
+def batch_statistics(model: nn.Module, params, batch_stats, batch, banks: FeatureBanks):
+  """The batch-norm statistics of one batch alone (for recomputing them after SWA).
+
+  A training-mode pass from zero running statistics leaves (1 - momentum) * batch statistic.
+  """
+  zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+  _, updates = model.apply({"params": params, "batch_stats": zeros},
+                           model_inputs(banks, batch["audio"]), train=True,
+                           mutable=["batch_stats"])
+  return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates["batch_stats"])
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains per `config`, writing checkpoints and summaries under `workdir`.
+
+  Returns the final results: the best validation metrics and the test split's scores.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if not config.data_dir:
+    config.data_dir = str(workdir / "tensorflow_datasets")
+  space = ParameterSpace(config.num_bins)
+  layout = losses.ClassLayout.create(space)
+  dataset = input_pipeline.prepared_dataset(config)
+  num_train = (config.online.examples_per_epoch if config.input == "online"
+               else input_pipeline.num_examples(dataset, "train"))
+  steps_per_epoch = max(num_train // config.per_step_batch_size, 1)
+  updates_per_epoch = max(num_train // config.batch_size, 1)
+  total_steps = config.num_epochs * steps_per_epoch
+  mesh = parallel.data_mesh()
+  parallel.check_batch_size(mesh, config.per_step_batch_size)
+  replicated = parallel.replicated(mesh)
+
+  banks = jax.device_put(FeatureBanks.create(), replicated)
+  model = sound2synth.create_model(config, space)
+  _, optimizer = schedule_and_optimizer(config, updates_per_epoch)
+  state = jax.jit(functools.partial(create_state, model, optimizer, seed=config.seed,
+                                    batch_size=1), out_shardings=replicated)(banks)
+  logging.info("model parameters: %d", sum(x.size for x in jax.tree.leaves(state.params)))
+
+  batches = input_pipeline.train_batches(config, dataset, space)
+  checkpoints = checkpointing.Checkpoints(workdir)
+  progress = {"epochs_done": 0, "best_loss": math.inf, "evals_without_improvement": 0,
+              "stopped_early": False}
+  restored = checkpoints.restore_latest(state, batches)
+  if restored is not None:
+    state, progress = restored
+    logging.info("resumed from step %d", int(state.step))
+  writer = metric_writers.MetricWriter(workdir)
+
+  p_train_step = jax.jit(functools.partial(train_step, layout=layout, config=config),
+                         in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
+                         out_shardings=(replicated, replicated), donate_argnums=0)
+  p_eval_step = jax.jit(functools.partial(eval_step, model=model, layout=layout, config=config),
+                        in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
+                        out_shardings=(replicated, replicated))
+  p_swa_update = jax.jit(swa_update, out_shardings=replicated, donate_argnums=0)
+
+  def run_eval(variables, split: str, keep: int):
+    batches_ = input_pipeline.eval_batches(dataset, split, config.per_step_batch_size)
+    return evaluate.split_metrics(
+        lambda b: p_eval_step(variables, parallel.global_batch(mesh, parallel.host_slice(b)),
+                              banks), batches_, keep)
+
+  step = int(state.step)
+  clock = metric_writers.Progress(total_steps, step)
+  started = time.perf_counter()
+  train_metrics = []
+  while step < total_steps and not progress["stopped_early"]:
+    batch = parallel.global_batch(mesh, next(batches))
+    state, metrics = p_train_step(state, batch, banks)
+    step += 1
+    train_metrics.append(metrics)
+    if step % config.log_every_steps == 0 or step == total_steps:
+      summary = {k: float(np.mean([m[k] for m in jax.device_get(train_metrics)]))
+                 for k in train_metrics[0]}
+      train_metrics = []
+      writer.scalars(step, "train", summary)
+      print(clock.line(step, step / steps_per_epoch, summary["loss"]), flush=True)
+    out_of_time = (config.max_train_seconds
+                   and time.perf_counter() - started > config.max_train_seconds)
+    if step % steps_per_epoch == 0 or out_of_time:
+      epoch = step // steps_per_epoch
+      if epoch > progress["epochs_done"] and epoch > config.swa_start_epoch:
+        state = p_swa_update(state)
+      progress["epochs_done"] = epoch
+      if epoch % config.eval_every_epochs == 0 or out_of_time or step == total_steps:
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        _validate(variables, step, progress, run_eval, checkpoints, writer, config, space,
+                  banks)
+    if step % config.checkpoint_every_steps == 0 or out_of_time:
+      checkpoints.save_latest(step, state, batches, progress)
+    if out_of_time:
+      logging.info("stopping: max_train_seconds=%s reached", config.max_train_seconds)
+      break
+  checkpoints.save_latest(step, state, batches, progress)
+  batches.close()
+
+  if int(state.swa_count) > 0:
+    swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks)
+    variables = {"params": state.swa_params, "batch_stats": swa_stats}
+    logging.info("SWA over %d epochs", int(state.swa_count))
+    _validate(variables, step, progress, run_eval, checkpoints, writer, config, space, banks,
+              label="swa")
+  checkpoints.wait()
+  results = _test(state, step, progress, run_eval, checkpoints, writer, config, space, dataset)
+  checkpoints.close()
+  writer.close()
+  return results
+
+
+def _validate(variables, step: int, progress: dict, run_eval, checkpoints, writer, config,
+              space: ParameterSpace, banks, label: str = "validation") -> dict[str, float]:
+  """Validation loss and metrics, MFCCD of a rendered subset, best checkpoint, early stopping."""
+  means, kept = run_eval(variables, "validation", config.eval_mfccd_examples)
+  if len(kept["classes"]):
+    audio = evaluate.render_classes(space, kept["classes"], kept["algorithm"], R.DexedRenderer())
+    scores = evaluate.mfccd_scores(audio, kept["audio"])
+    means |= {name: float(np.mean(value)) for name, value in scores.items()}
+    shown = min(config.image_summaries, len(audio))
+    writer.images(step, evaluate.spectrogram_pairs(banks, kept["audio"][:shown], audio[:shown]))
+  writer.scalars(step, label, means)
+  print(f"{label} at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())),
+        flush=True)
+  if means["loss"] < progress["best_loss"]:
+    progress["best_loss"] = float(means["loss"])
+    progress["evals_without_improvement"] = 0
+    checkpoints.save_best(step, variables, {"source": label, "step": step, **means})
+  elif label == "validation":
+    progress["evals_without_improvement"] += 1
+    if progress["evals_without_improvement"] >= config.early_stopping_patience:
+      logging.info("early stopping: no better validation loss in %d evaluations",
+                   config.early_stopping_patience)
+      progress["stopped_early"] = True
+  return means
+
+
+def _recomputed_batch_stats(model, state: TrainState, config, dataset, space, mesh, banks):
+  """Batch-norm statistics of the SWA parameters, averaged over up to 32 training batches."""
+  batches = input_pipeline.train_batches(config, dataset, space)
+  stats_fn = jax.jit(functools.partial(batch_statistics, model))
+  total = None
+  count = 0
+  for _ in range(32 if config.input == "online" else min(
+      32, max(input_pipeline.num_examples(dataset, "train") // config.per_step_batch_size, 1))):
+    stats = stats_fn(state.swa_params, state.batch_stats,
+                     parallel.global_batch(mesh, next(batches)), banks)
+    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+    count += 1
+  batches.close()
+  return jax.tree.map(lambda s: s / count, total)
+
+
+def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, writer, config,
+          space: ParameterSpace, dataset) -> dict[str, Any]:
+  """Scores the best variables on the test split beside the baselines; writes results.json."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  best = checkpoints.restore_best(variables)
+  if best is not None:
+    variables, best_metrics = best
+  else:
+    best_metrics = {}
+  num_test = input_pipeline.num_examples(dataset, "test")
+  means, kept = run_eval(variables, "test", num_test)
+  renderer = R.DexedRenderer()
+  train_labels = _split_labels(dataset, "train")
+  predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
+      train_labels, space, len(kept["classes"]), config.seed)
+  rows = []
+  for name, classes in predictions.items():
+    audio = evaluate.render_classes(space, classes, kept["algorithm"], renderer)
+    scores = evaluate.mfccd_scores(audio, kept["audio"])
+    rows.append({"predictor": name, "examples": len(classes),
+                 **{k: float(np.mean(v)) for k, v in scores.items()},
+                 **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})
+  writer.scalars(step, "test", means | {f"{r['predictor']}_{k}": v for r in rows
+                                         for k, v in r.items() if k.startswith("mfccd")})
+  print(f"test split of {config.dataset_config}: {num_test} examples, model from "
+        f"{best_metrics.get('source', 'last state')} at step {best_metrics.get('step', step)}")
+  print(report.format_table(rows))
+  results = {"step": step, "best_validation": best_metrics, "test_metrics": means,
+             "test_mfccd": rows, "stopped_early": progress["stopped_early"]}
+  if jax.process_index() == 0:
+    (pathlib.Path(checkpoints.latest.directory).parent / "results.json").write_text(
+        json.dumps(results, indent=2, default=float) + "\n")
+  return results
+
+
+def _split_labels(dataset: pathlib.Path, split: str) -> np.ndarray:
+  source = reader.data_source(dataset, split)
+  return np.stack([np.asarray(source[i]["labels"], np.int32) for i in range(len(source))])

@@ -1,0 +1,173 @@
+"""The multimodal network: grouped layers, the head's layout, branches, precision, real data."""
+
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2s_jax import config_file
+from s2s_jax.audio import storage
+from s2s_jax.audio.features import FeatureBanks, featurise
+from s2s_jax.bench import model as model_bench
+from s2s_jax.data import reader
+from s2s_jax.models import backbones
+from s2s_jax.models import head as H
+from s2s_jax.models import sound2synth
+from s2s_jax.models.layers import GroupedDense, adaptive_max_pool
+from s2s_jax.synth.space import ParameterSpace
+
+SPACE = ParameterSpace()
+
+
+def tiny_config():
+  return config_file.load("configs/t6.py:tiny")
+
+
+@pytest.fixture(scope="module")
+def features():
+  return model_bench.random_features(2)
+
+
+def test_grouped_dense_is_a_block_diagonal_dense_layer():
+  x = jax.random.normal(jax.random.key(0), (3, 4, 5))  # [batch, groups, in]
+  layer = GroupedDense(6)
+  variables = layer.init(jax.random.key(1), x)
+  kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]
+  assert kernel.shape == (4, 5, 6) and bias.shape == (4, 6)
+  block_diagonal = jax.scipy.linalg.block_diag(*kernel)  # [4 * 5, 4 * 6], zero off the blocks
+  dense = nn.Dense(24).apply({"params": {"kernel": block_diagonal, "bias": bias.reshape(-1)}},
+                             x.reshape(3, 20))
+  np.testing.assert_allclose(layer.apply(variables, x).reshape(3, 24), dense, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 2), (1, 4)])
+def test_adaptive_max_pool_matches_pytorch_bins(size):
+  x = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype(np.float32)
+  expected = np.empty((2, *size, 3), np.float32)
+  for i in range(size[0]):  # PyTorch: start floor(i n / o), end ceil((i + 1) n / o)
+    for j in range(size[1]):
+      rows = slice(i * 7 // size[0], -(-(i + 1) * 7 // size[0]))
+      cols = slice(j * 9 // size[1], -(-(j + 1) * 9 // size[1]))
+      expected[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
+  np.testing.assert_array_equal(adaptive_max_pool(jnp.asarray(x), size), expected)
+
+
+def test_logit_order_lays_chunks_out_by_parameter():
+  num_classes = (3, 2, 3, 1, 2)
+  # Chunks in ascending class count: n=1 [param 3], n=2 [params 1, 4], n=3 [params 0, 2].
+  chunks = ["3.0", "1.0", "1.1", "4.0", "4.1", "0.0", "0.1", "0.2", "2.0", "2.1", "2.2"]
+  flat = [chunks[i] for i in H._logit_order(num_classes)]
+  assert flat == [f"{k}.{c}" for k, n in enumerate(num_classes) for c in range(n)]
+
+
+def _head_and_variables():
+  head = H.ParameterHead(tuple(int(n) for n in SPACE.num_classes), H.parameter_groups(SPACE),
+                         group_width=16, parameter_width=8)
+  x = jax.random.normal(jax.random.key(0), (2, 32))
+  return head, head.init(jax.random.key(1), x), x
+
+
+def _changed_parameters(head, variables, x, path, index):
+  """Which parameters' logits move when one slice of one kernel is perturbed."""
+  params = jax.tree.map(lambda a: a, variables["params"])
+  layer, name = path
+  params[layer][name] = params[layer][name].at[index].add(1.0)
+  delta = np.abs(head.apply({"params": params}, x) - head.apply(variables, x)) > 0
+  blocks = np.split(delta, SPACE.class_offsets[1:-1], axis=-1)
+  return {k for k, block in enumerate(blocks) if block.any()}
+
+
+def test_head_groups_and_parameters_are_independent():
+  head, variables, x = _head_and_variables()
+  groups = np.array(H.parameter_groups(SPACE))
+  assert sorted(set(groups)) == list(range(7))
+  assert np.sum(groups == 6) == SPACE.num_params - 6 * np.sum(groups == 0)
+  for group in (0, 3, 6):  # a group's private layer drives only that group's parameters
+    changed = _changed_parameters(head, variables, x, ("GroupedDense_0", "kernel"), group)
+    assert changed == set(np.flatnonzero(groups == group))
+  sixty_four = np.flatnonzero(SPACE.num_classes == 64)
+  for j in (0, 17, len(sixty_four) - 1):  # one parameter's output layer drives only its logits
+    changed = _changed_parameters(head, variables, x, ("logits_64", "kernel"), j)
+    assert changed == {sixty_four[j]}
+
+
+def test_head_is_a_small_fraction_of_the_reference():
+  config = config_file.load("configs/t6.py")
+  model = sound2synth.create_model(config, SPACE)
+  shapes = jax.eval_shape(lambda f: model.init(jax.random.key(0), f, train=False),
+                          model_bench.random_features(1))
+  head_params = model_bench.count(shapes["params"]["head"])
+  assert head_params < 0.05 * model_bench.REFERENCE_HEAD_PARAMS
+  assert model_bench.REFERENCE_HEAD_PARAMS == pytest.approx(181e6, rel=0.01)
+
+
+def test_full_model_has_the_papers_branch_widths():
+  config = config_file.load("configs/t6.py")
+  model = sound2synth.create_model(config, SPACE)
+  features = model_bench.random_features(1)
+  _, state = jax.eval_shape(lambda f: model.init_with_output(
+      jax.random.key(0), f, train=False, capture_intermediates=True), features)
+  outputs = state["intermediates"]
+  widths = {b: outputs[f"backbones_{b}"]["__call__"][0].shape[-1] for b in config.model.branches}
+  assert widths == {"stft": 512, "mel": 512, "cqt": 512, "mfcc": 128, "statistics": 8 * 128}
+  assert outputs["fusion"]["__call__"][0].shape == (1, 2048)
+
+
+@pytest.mark.parametrize("branch", sound2synth.BRANCHES)
+def test_each_branch_alone_is_a_model(branch, features):
+  config = tiny_config()
+  config.model.branches = (branch,)
+  model = sound2synth.create_model(config, SPACE)
+  variables = model.init(jax.random.key(0), features, train=False)
+  assert set(variables["params"]) == {f"backbones_{branch}", "fusion", "head"}
+  logits = model.apply(variables, features, train=False)
+  assert logits.shape == (2, SPACE.total_classes) and np.all(np.isfinite(logits))
+
+
+def test_unknown_branch_and_bad_pooling_are_clear_errors(features):
+  config = tiny_config()
+  config.model.branches = ("mel", "chroma")
+  with pytest.raises(ValueError, match="chroma"):
+    sound2synth.create_model(config, SPACE)
+  network = backbones.PdcNetwork(bins_per_octave=48, stages=(4, 4, 4), pool=8)
+  with pytest.raises(ValueError, match="not divisible"):
+    network.init(jax.random.key(0), features["cqt"], train=False)
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters(features):
+  config = tiny_config()
+  outputs = {}
+  for dtype in ("float32", "bfloat16"):
+    config.model.dtype = dtype
+    model = sound2synth.create_model(config, SPACE)
+    variables = model.init(jax.random.key(0), features, train=False)
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype("float32")}
+    logits, state = model.apply(variables, features, train=False, capture_intermediates=True)
+    assert logits.dtype == jnp.float32
+    assert state["intermediates"]["fusion"]["__call__"][0].dtype == jnp.dtype(dtype)
+    outputs[dtype] = logits
+  np.testing.assert_allclose(outputs["bfloat16"], outputs["float32"], atol=0.1)
+
+
+def test_jitted_forward_on_a_batch_of_the_tiny_dataset(tiny_dataset):
+  batch = next(iter(reader.loader(reader.data_source(tiny_dataset, "train"), batch_size=4,
+                                  shuffle=False)))
+  audio = storage.decode_audio(batch["audio_pcm"], batch["audio_scales"])
+  banks = FeatureBanks.create()
+  config = tiny_config()
+  model = sound2synth.create_model(config, SPACE)
+
+  @jax.jit
+  def forward(variables, audio):
+    return model.apply(variables, featurise(banks, audio) | {"audio": audio}, train=True,
+                       mutable=["batch_stats"])
+
+  variables = jax.jit(lambda a: model.init(jax.random.key(0), featurise(banks, a), train=False))(
+      audio)
+  logits, state = forward(variables, audio)
+  assert logits.shape == (4, SPACE.total_classes) and np.all(np.isfinite(logits))
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                       state["batch_stats"], variables["batch_stats"])
+  assert all(change > 0 for change in jax.tree.leaves(moved))  # batch statistics were updated
