@@ -27,9 +27,11 @@ def main(argv):
     jax.distributed.initialize()
   logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except train.ConfigError as e:
+    raise app.UsageError(str(e)) from e
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
   app.run(main)

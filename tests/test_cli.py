@@ -46,23 +46,45 @@ def test_s2s_presets_reports_bad_arguments_without_a_traceback(tmp_path):
   assert bad.returncode == 2 and "fractions" in bad.stderr
 
 
-def test_main_job_on_builtin_random_presets(tmp_path):
-  _run(sys.executable, "-m", "s2s_jax.main", f"--workdir={tmp_path}", "--num_random_presets=40")
-  summary = json.loads((tmp_path / "preset_summary.json").read_text())
-  assert summary["files_read"] == 2 and summary["distinct_voices"] == 64
-  voices = sysex.read(tmp_path / "random_presets" / "random_000.syx")
-  assert len(np.unique(voices[:, :145], axis=0)) == 32
-  built = tmp_path / "tensorflow_datasets" / "dexed_presets" / "tiny" / "1.0.0"
-  assert len(reader.data_source(built, "train")) == 51
-
-
-def test_main_job_on_a_user_folder(tmp_path, preset_folder):
-  _run(sys.executable, "-m", "s2s_jax.main", f"--workdir={tmp_path}",
-       f"--preset_dir={preset_folder}", "--dataset_config=all_light")
-  assert json.loads((tmp_path / "preset_summary.json").read_text())["distinct_voices"] == 64
+def test_main_job_trains_on_a_user_preset_folder(tmp_path, preset_folder):
+  result = _run(sys.executable, "-m", "s2s_jax.main", "--config=configs/t6.py:tiny",
+                f"--workdir={tmp_path}", "--config.dataset_config=all_light",
+                f"--config.manual_dir={preset_folder}", "--config.num_epochs=1")
   built = tmp_path / "tensorflow_datasets" / "dexed_presets" / "all_light" / "1.0.0"
   sizes = {s: len(reader.data_source(built, s)) for s in ("train", "validation", "test")}
-  assert sizes["train"] + sizes["validation"] + sizes["test"] > 64  # real voices and variants
+  assert sum(sizes.values()) > 64  # the folder's 64 real voices and their variants
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [row["predictor"] for row in results["test_mfccd"]] == [
+      "model", "random_train_voice", "mode_voice"]
+  assert all(row["examples"] == sizes["test"] for row in results["test_mfccd"])
+  assert "mfccd13" in result.stdout
+
+
+def test_main_job_trains_online_on_freshly_rendered_voices(tmp_path, tiny_data_dir):
+  _run(sys.executable, "-m", "s2s_jax.main", "--config=configs/t6.py:tiny",
+       f"--workdir={tmp_path}", f"--config.data_dir={tiny_data_dir}", "--config.input=online",
+       "--config.online.mode=augment", "--config.online.examples_per_epoch=16",
+       "--config.num_epochs=1")
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train_steps = [r["step"] for r in records if "train/loss" in r]
+  assert train_steps == [2, 4] and all(np.isfinite(r["train/loss"]) for r in records
+                                       if "train/loss" in r)
+  assert json.loads((tmp_path / "results.json").read_text())["test_mfccd"][0]["examples"] == 6
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.input=disk", "config.input must be 'dataset' or 'online'"),
+    ("--config.per_step_batch_size=3", "batch_size 8 must be a multiple of per_step_batch_size 3"),
+    ("--config.dataset_config=alg99", "unknown dataset config 'alg99'"),
+    ("--config.model.branches=('mel','chroma')", "config.model.branches"),
+    ("--config.dataset_config=alg05", "needs config.manual_dir"),
+])
+def test_main_job_rejects_bad_settings_without_a_traceback(tmp_path, override, message):
+  result = _run(sys.executable, "-m", "s2s_jax.main", "--config=configs/t6.py:tiny",
+                f"--workdir={tmp_path}", override, check=False)
+  assert result.returncode != 0 and message in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "checkpoints").exists()
 
 
 def test_render_benchmark_prints_a_table_and_writes_json(tmp_path):

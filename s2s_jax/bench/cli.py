@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "features": "s2s_jax.bench.features",
     "build": "s2s_jax.bench.build",
     "model": "s2s_jax.bench.model",
+    "train": "s2s_jax.bench.train",
 }
 
 

@@ -26,30 +26,52 @@ from s2s_jax.train import online
 BATCH_KEYS = ("audio", "labels", "weights")
 
 
+def _builder(config: ml_collections.ConfigDict) -> builder.DexedPresetsBuilder:
+  return builder.DexedPresetsBuilder(config=config.dataset_config,
+                                     data_dir=os.path.expanduser(config.data_dir),
+                                     file_format="array_record")
+
+
+def _is_built(dataset: builder.DexedPresetsBuilder) -> bool:
+  return (pathlib.Path(dataset.data_dir) / "dataset_info.json").exists()
+
+
+def check_dataset(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError, naming the setting, if `prepared_dataset` could not succeed."""
+  names = [c.name for c in builder.BUILDER_CONFIGS]
+  if config.dataset_config not in names:
+    raise ValueError(f"unknown dataset config {config.dataset_config!r}: use tiny, "
+                     "alg01..alg32, all or all_light")
+  dataset = _builder(config)
+  if _is_built(dataset):
+    if config.num_bins != dataset.builder_config.num_bins:
+      raise ValueError(f"config.num_bins={config.num_bins} but {dataset.data_dir} was built "
+                       f"with {dataset.builder_config.num_bins} bins per continuous parameter")
+    return
+  if jax.process_count() > 1:
+    raise ValueError(f"dataset {dataset.info.full_name} is not built under {config.data_dir}: "
+                     "build it before a multi-host run (tfds build, or launch/)")
+  if dataset.builder_config.mix.real:
+    if not config.manual_dir:
+      raise ValueError(f"dataset config {config.dataset_config!r} is not built under "
+                       f"{config.data_dir} and reads real presets: it needs config.manual_dir "
+                       "(a folder of .syx files)")
+    if not os.path.isdir(os.path.expanduser(config.manual_dir)):
+      raise ValueError(f"config.manual_dir {config.manual_dir!r} is not a folder")
+
+
 def prepared_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
   """The version folder of `config.dataset_config` under `config.data_dir`, built if missing.
 
   Only a single-process job builds; a multi-host job expects the dataset built beforehand
-  (`tfds build dexed_presets` or `launch/` for a distributed build).
+  (`tfds build dexed_presets` or `launch/` for a distributed build). See `check_dataset`.
   """
-  data_dir = os.path.expanduser(config.data_dir)
-  dataset = builder.DexedPresetsBuilder(config=config.dataset_config, data_dir=data_dir,
-                                        file_format="array_record")
-  folder = pathlib.Path(dataset.data_dir)
-  if not (folder / "dataset_info.json").exists():
-    if jax.process_count() > 1:
-      raise FileNotFoundError(f"dataset {dataset.info.full_name} is not built under {data_dir}:"
-                              " build it before a multi-host run")
+  check_dataset(config)
+  dataset = _builder(config)
+  if not _is_built(dataset):
     dataset.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(config.manual_dir) if config.manual_dir else None))
-  if dataset.info.config_name and config.num_bins != _dataset_bins(dataset):
-    raise ValueError(f"config.num_bins={config.num_bins} but {folder} was built with "
-                     f"{_dataset_bins(dataset)} bins per continuous parameter")
-  return folder
-
-
-def _dataset_bins(dataset: builder.DexedPresetsBuilder) -> int:
-  return dataset.builder_config.num_bins
+  return pathlib.Path(dataset.data_dir)
 
 
 class _TrainingBatch(grain.transforms.Map):
@@ -116,8 +138,6 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
         seed=config.seed)
     pool = training_voices(dataset) if config.online.mode == "augment" else None
     return Batches(online.OnlineSource(settings, pool, space=space))
-  if config.input != "dataset":
-    raise ValueError(f"config.input must be 'dataset' or 'online', got {config.input!r}")
   source = reader.data_source(dataset, "train")
   loader = reader.loader(source, batch_size, seed=config.seed, shuffle=True, num_epochs=None,
                          batch_operations=(_TrainingBatch(),))

@@ -139,15 +139,37 @@ def batch_statistics(model: nn.Module, params, batch_stats, batch, banks: Featur
   return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates["batch_stats"])
 
 
+class ConfigError(ValueError):
+  """A setting that cannot run, named in the message."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the setting if `config` cannot run; before any work starts."""
+  try:
+    if config.input not in ("dataset", "online"):
+      raise ValueError(f"config.input must be 'dataset' or 'online', got {config.input!r}")
+    if config.online.mode not in ("random", "augment"):
+      raise ValueError(f"config.online.mode must be 'random' or 'augment', got "
+                       f"{config.online.mode!r}")
+    schedule_and_optimizer(config, updates_per_epoch=1)
+    sound2synth.create_model(config, ParameterSpace(config.num_bins))
+    input_pipeline.check_dataset(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config`, writing checkpoints and summaries under `workdir`.
 
   Returns the final results: the best validation metrics and the test split's scores.
+  An empty `config.data_dir` means `workdir/tensorflow_datasets`. Raises ConfigError before
+  writing anything if a setting cannot run.
   """
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   if not config.data_dir:
     config.data_dir = str(workdir / "tensorflow_datasets")
+  validate_config(config)
+  workdir.mkdir(parents=True, exist_ok=True)
   space = ParameterSpace(config.num_bins)
   layout = losses.ClassLayout.create(space)
   dataset = input_pipeline.prepared_dataset(config)
