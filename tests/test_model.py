@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from s2s_jax import config_file
@@ -15,7 +16,7 @@ from s2s_jax.data import reader
 from s2s_jax.models import backbones
 from s2s_jax.models import head as H
 from s2s_jax.models import sound2synth
-from s2s_jax.models.layers import GroupedDense, adaptive_max_pool
+from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, region_max
 from s2s_jax.synth.space import ParameterSpace
 
 SPACE = ParameterSpace()
@@ -52,6 +53,38 @@ def test_adaptive_max_pool_matches_pytorch_bins(size):
       cols = slice(j * 9 // size[1], -(-(j + 1) * 9 // size[1]))
       expected[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
   np.testing.assert_array_equal(adaptive_max_pool(jnp.asarray(x), size), expected)
+
+
+def test_region_max_has_jnp_max_value_and_gradient():
+  x = jax.random.normal(jax.random.key(0), (3, 5, 4, 2))
+  np.testing.assert_array_equal(region_max(x, (1, 2)), jnp.max(x, axis=(1, 2)))
+  np.testing.assert_array_equal(jax.grad(lambda y: jnp.sum(region_max(y, (1,))))(x),
+                                jax.grad(lambda y: jnp.sum(jnp.max(y, axis=1)))(x))
+
+
+@pytest.mark.parametrize("branch", sound2synth.BRANCHES)
+def test_compiled_gradients_equal_op_by_op_gradients(branch, features):
+  """XLA fusions once broke `jnp.max`'s gradient after batch norm (see `region_max`)."""
+  config = tiny_config()
+  config.model.branches = (branch,)
+  model = sound2synth.create_model(config, SPACE)
+  variables = model.init(jax.random.key(0), features, train=False)
+  weights = jax.random.normal(jax.random.key(1), (2, SPACE.total_classes))
+
+  def loss(params):
+    logits, _ = model.apply(variables | {"params": params}, features, train=True,
+                            mutable=["batch_stats"])
+    return jnp.sum(logits * weights)
+
+  compiled = jax.jit(jax.grad(loss))(variables["params"])
+  op_by_op = jax.grad(loss)(variables["params"])
+  scale = float(optax.global_norm(op_by_op))
+  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(compiled),
+                               jax.tree.leaves(op_by_op)):
+    norm = float(jnp.linalg.norm(want))
+    if norm > 1e-6 * scale:  # biases before batch norm have a zero gradient, up to rounding
+      relative = float(jnp.linalg.norm(got - want)) / norm
+      assert relative < 1e-2, f"{jax.tree_util.keystr(path)}: {relative:.2g}"
 
 
 def test_logit_order_lays_chunks_out_by_parameter():

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.models import pdc
-from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, batch_norm, leaky_relu
+from s2s_jax.models.layers import (GroupedDense, adaptive_max_pool, batch_norm, leaky_relu,
+                                   region_max)
 
 # The VGG-11-BN-like stages of the reference (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512):
 # 3x3 convolutions within a stage, a 2x2 max-pool between stages.
@@ -145,5 +146,5 @@ class WaveformCnn(nn.Module):
     for channels, kernel, stride in self.layers:
       x = nn.Conv(channels, (kernel,), strides=(stride,), dtype=self.dtype)(x)
       x = leaky_relu(batch_norm(train, self.dtype)(x))
-    x = jnp.concatenate([jnp.max(x, axis=1), jnp.mean(x, axis=1)], axis=-1)
+    x = jnp.concatenate([region_max(x, (1,)), jnp.mean(x, axis=1)], axis=-1)
     return leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(x))
