@@ -62,13 +62,18 @@ def test_region_max_has_jnp_max_value_and_gradient():
                                 jax.grad(lambda y: jnp.sum(jnp.max(y, axis=1)))(x))
 
 
-@pytest.mark.parametrize("branch", sound2synth.BRANCHES)
-def test_compiled_gradients_equal_op_by_op_gradients(branch, features):
-  """XLA fusions once broke `jnp.max`'s gradient after batch norm (see `region_max`)."""
+def single_branch_model(branch: str, features):
+  """The tiny network with one branch, and its initial variables."""
   config = tiny_config()
   config.model.branches = (branch,)
   model = sound2synth.create_model(config, SPACE)
-  variables = model.init(jax.random.key(0), features, train=False)
+  return model, model.init(jax.random.key(0), features, train=False)
+
+
+@pytest.mark.parametrize("branch", sound2synth.BRANCHES)
+def test_compiled_gradients_equal_op_by_op_gradients(branch, features):
+  """XLA fusions once broke `jnp.max`'s gradient after batch norm (see `region_max`)."""
+  model, variables = single_branch_model(branch, features)
   weights = jax.random.normal(jax.random.key(1), (2, SPACE.total_classes))
 
   def loss(params):
@@ -150,10 +155,7 @@ def test_full_model_has_the_papers_branch_widths():
 
 @pytest.mark.parametrize("branch", sound2synth.BRANCHES)
 def test_each_branch_alone_is_a_model(branch, features):
-  config = tiny_config()
-  config.model.branches = (branch,)
-  model = sound2synth.create_model(config, SPACE)
-  variables = model.init(jax.random.key(0), features, train=False)
+  model, variables = single_branch_model(branch, features)
   assert set(variables["params"]) == {f"backbones_{branch}", "fusion", "head"}
   logits = model.apply(variables, features, train=False)
   assert logits.shape == (2, SPACE.total_classes) and np.all(np.isfinite(logits))
