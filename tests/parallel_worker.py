@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.bench import train as bench_train
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import losses
@@ -35,18 +36,6 @@ CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "t6.py") 
 BATCH = 8
 STEPS = 2
 SPEC = FeatureSpec(num_samples=24_000, cqt_fmin=130.8127826502993, cqt_octaves=7)
-
-
-def synthetic_batch(space: ParameterSpace) -> dict[str, np.ndarray]:
-  """Quiet noise plus one sine per clip, random valid classes, unit weights."""
-  rng = np.random.default_rng(7)
-  time = np.arange(SPEC.num_samples) / SPEC.sample_rate
-  freqs = rng.uniform(100.0, 2000.0, (BATCH, 1))
-  audio = (0.5 * np.sin(2 * np.pi * freqs * time)
-           + 0.01 * rng.standard_normal((BATCH, SPEC.num_samples)))
-  labels = np.floor(rng.random((BATCH, space.num_params)) * space.num_classes).astype(np.int32)
-  return {"audio": audio.astype(np.float32), "labels": labels,
-          "weights": np.ones((BATCH, space.num_params), np.float32)}
 
 
 def _local(x: jax.Array) -> np.ndarray:
@@ -76,7 +65,7 @@ class Job:
     self.space = ParameterSpace(self.config.num_bins)
     self.layout = losses.ClassLayout.create(self.space)
     model = sound2synth.create_model(self.config, self.space)
-    _, optimizer = train.schedule_and_optimizer(self.config, updates_per_epoch=4)
+    optimizer = train.create_optimizer(self.config, updates_per_epoch=4)
     self.banks = FeatureBanks.create(SPEC)
     create = functools.partial(train.create_state, model, optimizer, seed=self.config.seed,
                                batch_size=1)
@@ -88,7 +77,7 @@ class Job:
     else:
       self.state = jax.device_get(jax.jit(create)(self.banks))
       np.savez(state_file, **{str(i): x for i, x in enumerate(jax.tree.leaves(self.state))})
-    self.batch = synthetic_batch(self.space)
+    self.batch = bench_train.synthetic_batch(BATCH, self.space, SPEC.num_samples)
 
   def run(self, mesh: Mesh) -> dict[str, np.ndarray]:
     """`STEPS` train steps over `mesh`; this process feeds its host slice of the batch."""

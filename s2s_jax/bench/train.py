@@ -16,6 +16,7 @@ import numpy as np
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks, featurise
+from s2s_jax.bench import model as model_bench
 from s2s_jax.bench import report
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
@@ -55,7 +56,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
   replicated = parallel.replicated(mesh)
   banks = jax.device_put(FeatureBanks.create(), replicated)
   model = sound2synth.create_model(config, space)
-  _, optimizer = train.schedule_and_optimizer(config, updates_per_epoch=100)
+  optimizer = train.create_optimizer(config, updates_per_epoch=100)
   state = jax.jit(functools.partial(train.create_state, model, optimizer, seed=0, batch_size=1),
                   out_shardings=replicated)(banks)
   batch = parallel.global_batch(mesh, synthetic_batch(batch_size, space,
@@ -76,7 +77,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
   features_s = report.median_seconds(
       lambda: jax.block_until_ready(features_fn(banks, batch["audio"])), repeats)
   return {"config": spec, "dtype": config.model.dtype, "batch": batch_size,
-          "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)),
+          "params": model_bench.count(state.params),
           "compile_s": compile_s, "step_s": step_s, "samples_per_s": batch_size / step_s,
           "featurise_s": features_s, "step_vs_featurise": step_s / features_s}
 

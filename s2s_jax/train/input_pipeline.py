@@ -136,7 +136,8 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
         max_changes=config.online.max_changes, batch_size=batch_size,
         workers=config.online.workers or None, prefetch=config.online.prefetch,
         seed=config.seed)
-    pool = training_voices(dataset) if config.online.mode == "augment" else None
+    pool = (split_column(dataset, "train", "voice").astype(np.uint8)
+            if config.online.mode == "augment" else None)
     return Batches(online.OnlineSource(settings, pool, space=space))
   source = reader.data_source(dataset, "train")
   loader = reader.loader(source, batch_size, seed=config.seed, shuffle=True, num_epochs=None,
@@ -144,10 +145,10 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
   return Batches(iter(loader))
 
 
-def training_voices(dataset: pathlib.Path) -> np.ndarray:
-  """`[n, 155]` uint8 voices of the training split (the pool online augmentation mutates)."""
-  source = reader.data_source(dataset, "train")
-  return np.stack([np.asarray(source[i]["voice"], np.uint8) for i in range(len(source))])
+def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:
+  """One feature of every example of a split, stacked: `[examples, ...]`."""
+  source = reader.data_source(dataset, split)
+  return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
 
 
 def _algorithm(config: ml_collections.ConfigDict) -> int | None:
@@ -165,8 +166,8 @@ def num_examples(dataset: pathlib.Path, split: str) -> int:
 def eval_batches(dataset: pathlib.Path, split: str, batch_size: int):
   """One pass over a split in order, in batches of `batch_size` padded to full size.
 
-  Yields `BATCH_KEYS` plus "mask" float32 [batch] (0 for padding rows), "algorithm" int32
-  [batch] (1-based) and "index" int32 [batch] (example index in the split, -1 for padding).
+  Yields `BATCH_KEYS` plus "mask" float32 [batch] (0 for padding rows) and "algorithm" int32
+  [batch] (1-based).
   Every host reads the whole split (evaluation runs on the primary host's view).
   """
   source = reader.data_source(dataset, split)
@@ -177,12 +178,11 @@ def eval_batches(dataset: pathlib.Path, split: str, batch_size: int):
                            "algorithm")}
     batch = _TrainingBatch().map(stacked)
     batch["algorithm"] = stacked["algorithm"].astype(np.int32)
-    batch["index"] = np.arange(start, start + len(rows), dtype=np.int32)
     batch["mask"] = np.ones(len(rows), np.float32)
-    yield {key: _pad(value, batch_size, -1 if key == "index" else 0)
-           for key, value in batch.items()}
+    yield {key: _pad(value, batch_size) for key, value in batch.items()}
 
 
-def _pad(x: np.ndarray, size: int, fill) -> np.ndarray:
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+  """Zero rows appended up to `size`."""
   padding = [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1)
-  return np.pad(x, padding, constant_values=fill)
+  return np.pad(x, padding)

@@ -29,7 +29,6 @@ from flax.training import train_state
 
 from s2s_jax.audio.features import FeatureBanks, featurise
 from s2s_jax.bench import report
-from s2s_jax.data import reader
 from s2s_jax.models import sound2synth
 from s2s_jax.models.layers import BN_MOMENTUM
 from s2s_jax.synth import render as R
@@ -50,8 +49,9 @@ class TrainState(train_state.TrainState):
   swa_count: jax.Array  # int32 []: epochs averaged into swa_params
 
 
-def schedule_and_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int):
-  """(learning-rate schedule, optimiser) in units of optimiser updates (effective batches)."""
+def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int
+                     ) -> optax.GradientTransformation:
+  """AdamW with clipping and its schedule (in optimiser updates), accumulating micro-batches."""
   accumulation, remainder = divmod(config.batch_size, config.per_step_batch_size)
   if remainder or accumulation < 1:
     raise ValueError(f"batch_size {config.batch_size} must be a multiple of "
@@ -64,7 +64,7 @@ def schedule_and_optimizer(config: ml_collections.ConfigDict, updates_per_epoch:
   optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm),
                           optax.adamw(schedule, weight_decay=config.weight_decay))
   optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=100)  # skip NaN steps
-  return schedule, optax.MultiSteps(optimizer, every_k_schedule=accumulation)
+  return optax.MultiSteps(optimizer, every_k_schedule=accumulation)
 
 
 def model_inputs(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
@@ -151,7 +151,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.online.mode not in ("random", "augment"):
       raise ValueError(f"config.online.mode must be 'random' or 'augment', got "
                        f"{config.online.mode!r}")
-    schedule_and_optimizer(config, updates_per_epoch=1)
+    create_optimizer(config, updates_per_epoch=1)
     sound2synth.create_model(config, ParameterSpace(config.num_bins))
     input_pipeline.check_dataset(config)
   except ValueError as e:
@@ -184,7 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   banks = jax.device_put(FeatureBanks.create(), replicated)
   model = sound2synth.create_model(config, space)
-  _, optimizer = schedule_and_optimizer(config, updates_per_epoch)
+  optimizer = create_optimizer(config, updates_per_epoch)
   state = jax.jit(functools.partial(create_state, model, optimizer, seed=config.seed,
                                     batch_size=1), out_shardings=replicated)(banks)
   logging.info("model parameters: %d", sum(x.size for x in jax.tree.leaves(state.params)))
@@ -248,7 +248,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   batches.close()
 
   if int(state.swa_count) > 0:
-    swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks)
+    num_batches = 32 if config.input == "online" else min(32, steps_per_epoch)
+    swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks,
+                                        num_batches)
     variables = {"params": state.swa_params, "batch_stats": swa_stats}
     logging.info("SWA over %d epochs", int(state.swa_count))
     _validate(variables, step, progress, run_eval, checkpoints, writer, config, space, banks,
@@ -286,20 +288,18 @@ def _validate(variables, step: int, progress: dict, run_eval, checkpoints, write
   return means
 
 
-def _recomputed_batch_stats(model, state: TrainState, config, dataset, space, mesh, banks):
-  """Batch-norm statistics of the SWA parameters, averaged over up to 32 training batches."""
+def _recomputed_batch_stats(model, state: TrainState, config, dataset, space, mesh, banks,
+                            num_batches: int):
+  """Batch-norm statistics of the SWA parameters, averaged over `num_batches` training batches."""
   batches = input_pipeline.train_batches(config, dataset, space)
   stats_fn = jax.jit(functools.partial(batch_statistics, model))
   total = None
-  count = 0
-  for _ in range(32 if config.input == "online" else min(
-      32, max(input_pipeline.num_examples(dataset, "train") // config.per_step_batch_size, 1))):
+  for _ in range(num_batches):
     stats = stats_fn(state.swa_params, state.batch_stats,
                      parallel.global_batch(mesh, next(batches)), banks)
     total = stats if total is None else jax.tree.map(jnp.add, total, stats)
-    count += 1
   batches.close()
-  return jax.tree.map(lambda s: s / count, total)
+  return jax.tree.map(lambda s: s / num_batches, total)
 
 
 def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, writer, config,
@@ -314,7 +314,7 @@ def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, w
   num_test = input_pipeline.num_examples(dataset, "test")
   means, kept = run_eval(variables, "test", num_test)
   renderer = R.DexedRenderer()
-  train_labels = _split_labels(dataset, "train")
+  train_labels = input_pipeline.split_column(dataset, "train", "labels").astype(np.int32)
   predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
       train_labels, space, len(kept["classes"]), config.seed)
   rows = []
@@ -336,7 +336,3 @@ def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, w
         json.dumps(results, indent=2, default=float) + "\n")
   return results
 
-
-def _split_labels(dataset: pathlib.Path, split: str) -> np.ndarray:
-  source = reader.data_source(dataset, split)
-  return np.stack([np.asarray(source[i]["labels"], np.int32) for i in range(len(source))])
