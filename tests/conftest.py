@@ -49,3 +49,15 @@ def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
 def tiny_dataset(tiny_data_dir) -> pathlib.Path:
   """The version folder of the built `tiny` config."""
   return tiny_data_dir / "dexed_presets" / "tiny" / "1.0.0"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
+  """A workdir holding a `t6.py:tiny` model trained on the `tiny` dataset: a loadable model."""
+  workdir = tmp_path_factory.mktemp("tiny_model") / "workdir"
+  result = subprocess.run(
+      [sys.executable, "-m", "s2s_jax.main", "--config=configs/t6.py:tiny", f"--workdir={workdir}",
+       f"--config.data_dir={tiny_data_dir}", "--config.num_epochs=2"],
+      capture_output=True, text=True, timeout=900, cwd=pathlib.Path(__file__).parents[1])
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir

@@ -62,6 +62,9 @@ class Renderer(Protocol):
   def render(self, voice: np.ndarray) -> np.ndarray:
     """Voice `[155]` uint8 -> mono audio `[settings.num_samples]` float32."""
 
+  def with_settings(self, settings: RenderSettings) -> Renderer:
+    """The same engine playing voices with other settings."""
+
 
 def _fit(audio: np.ndarray, num_samples: int) -> np.ndarray:
   """Crops or zero-pads `[samples]` to exactly `num_samples`."""
@@ -87,6 +90,9 @@ class DexedRenderer:
 
   def __setstate__(self, state):
     self.__init__(state["settings"])
+
+  def with_settings(self, settings: RenderSettings) -> DexedRenderer:
+    return DexedRenderer(settings)
 
   def _synth(self) -> dexed.DexedSynth:
     if not hasattr(self._local, "synth"):
@@ -119,6 +125,7 @@ class DawDreamerRenderer:
     if not path.exists():
       raise FileNotFoundError(f"Dexed plug-in not found: {path}")
     self.settings = settings
+    self._path, self._block_size = path, block_size
     self._engine = dawdreamer.RenderEngine(settings.sample_rate, block_size)
     try:
       self._plugin = self._engine.make_plugin_processor("dexed", str(path))
@@ -127,6 +134,9 @@ class DawDreamerRenderer:
     names = [d["name"] for d in self._plugin.get_parameters_description()]
     self._indices = host.dawdreamer_indices(names, plugin=str(path))
     self._engine.load_graph([(self._plugin, [])])
+
+  def with_settings(self, settings: RenderSettings) -> DawDreamerRenderer:
+    return DawDreamerRenderer(self._path, settings, self._block_size)
 
   def render(self, voice: np.ndarray) -> np.ndarray:
     for index, value in host.dawdreamer_setting(voice, self._indices):

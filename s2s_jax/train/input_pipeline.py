@@ -19,7 +19,6 @@ import tensorflow_datasets as tfds
 from s2s_jax.audio import storage
 from s2s_jax.data import builder
 from s2s_jax.data import reader
-from s2s_jax.synth import params as P
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import online
 
@@ -38,10 +37,7 @@ def _is_built(dataset: builder.DexedPresetsBuilder) -> bool:
 
 def check_dataset(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, naming the setting, if `prepared_dataset` could not succeed."""
-  names = [c.name for c in builder.BUILDER_CONFIGS]
-  if config.dataset_config not in names:
-    raise ValueError(f"unknown dataset config {config.dataset_config!r}: use tiny, "
-                     "alg01..alg32, all or all_light")
+  builder.builder_config(config.dataset_config)
   dataset = _builder(config)
   if _is_built(dataset):
     if config.num_bins != dataset.builder_config.num_bins:
@@ -132,7 +128,7 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
   batch_size = local_batch_size(config.per_step_batch_size)
   if config.input == "online":
     settings = online.OnlineSettings(
-        mode=config.online.mode, algorithm=_algorithm(config),
+        mode=config.online.mode, algorithm=_online_algorithm(config),
         max_changes=config.online.max_changes, batch_size=batch_size,
         workers=config.online.workers or None, prefetch=config.online.prefetch,
         seed=config.seed)
@@ -151,12 +147,17 @@ def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:
   return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
 
 
-def _algorithm(config: ml_collections.ConfigDict) -> int | None:
-  """0-based algorithm of an online run: the dataset config's (`algNN`), else any."""
-  name = config.dataset_config
-  if name.startswith("alg") and name[3:].isdigit() and 1 <= int(name[3:]) <= P.NUM_ALGORITHMS:
-    return int(name[3:]) - 1
-  return None
+def model_algorithm(config: ml_collections.ConfigDict) -> int | None:
+  """1-based DX7 algorithm every training voice of `config` has, or None for any.
+
+  Datasets and online runs alike take it from the dataset config (`alg13` -> 13, `tiny` -> 5).
+  """
+  return builder.builder_config(config.dataset_config).mix.algorithm
+
+
+def _online_algorithm(config: ml_collections.ConfigDict) -> int | None:
+  algorithm = model_algorithm(config)
+  return None if algorithm is None else algorithm - 1
 
 
 def num_examples(dataset: pathlib.Path, split: str) -> int:

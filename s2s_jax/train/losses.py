@@ -100,6 +100,13 @@ def predicted_classes(logits: jax.Array, layout: ClassLayout) -> jax.Array:
   return jnp.argmax(padded_logits(logits, layout), axis=-1).astype(jnp.int32)
 
 
+def class_probabilities(logits: jax.Array, layout: ClassLayout) -> jax.Array:
+  """Each parameter's softmax, back in the flat layout: [batch, total_classes] -> same shape."""
+  probabilities = jax.nn.softmax(padded_logits(logits, layout), axis=-1)
+  flat = probabilities.reshape(probabilities.shape[0], -1)
+  return jnp.take(flat, jnp.flatnonzero(layout.valid, size=layout.total_classes), axis=1)
+
+
 def smoothed_targets(labels: jax.Array, layout: ClassLayout,
                      sigma: float = REFERENCE_SIGMA) -> jax.Array:
   """Target distributions for labels [batch, num_params] int -> [batch, num_params, max_classes].

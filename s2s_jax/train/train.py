@@ -41,6 +41,9 @@ from s2s_jax.train import metrics as metric_writers
 from s2s_jax.train import parallel
 
 
+CONFIG_FILE = "config.json"  # the run's settings, beside its checkpoints
+
+
 class TrainState(train_state.TrainState):
   """Parameters, optimiser, step (micro-steps), batch norm statistics, RNG and SWA average."""
   batch_stats: Any
@@ -161,7 +164,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config`, writing checkpoints and summaries under `workdir`.
 
-  Returns the final results: the best validation metrics and the test split's scores.
+  Returns the final results: the best validation metrics and the test split's scores. The
+  settings go to `workdir/config.json` first, so a workdir is a loadable model.
   An empty `config.data_dir` means `workdir/tensorflow_datasets`. Raises ConfigError before
   writing anything if a setting cannot run.
   """
@@ -170,6 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config.data_dir = str(workdir / "tensorflow_datasets")
   validate_config(config)
   workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:  # what `match.models.load_model` rebuilds the network from
+    (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
   space = ParameterSpace(config.num_bins)
   layout = losses.ClassLayout.create(space)
   dataset = input_pipeline.prepared_dataset(config)

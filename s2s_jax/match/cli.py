@@ -1,0 +1,133 @@
+"""`s2s-match AUDIO... --model WORKDIR... --out DIR`: a Dexed preset for each sound.
+
+For each input NAME this writes DIR/NAME.syx, NAME.json, NAME.wav and NAME.png (see
+`match.export`), then DIR/summary.json: per input the chosen algorithm and model, MFCCD-13 and
+MFCCD-30 before and after refinement, the pitch handling and the time spent. Every input is read
+and checked before any model loads, so a bad file stops the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from s2s_jax.match import export
+from s2s_jax.match import matcher as matcher_lib
+from s2s_jax.match import models
+from s2s_jax.match import search
+from s2s_jax.match import target as target_lib
+from s2s_jax.synth import render as R
+from s2s_jax.synth import sysex
+
+
+def parse_algorithms(text: str) -> tuple[int, ...]:
+  """"1,5,13-16" -> (1, 5, 13, 14, 15, 16); "all" -> 1..32."""
+  if text == "all":
+    return matcher_lib.ALL_ALGORITHMS
+  algorithms = []
+  for part in text.split(","):
+    low, _, high = part.partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+      raise argparse.ArgumentTypeError(f"{part!r} is not an algorithm number or range (e.g. 5 "
+                                       "or 13-16)")
+    span = range(int(low), int(high or low) + 1)
+    if not span or not all(1 <= a <= 32 for a in span):
+      raise argparse.ArgumentTypeError(f"{part!r}: DX7 algorithms are 1..32")
+    algorithms.extend(span)
+  return tuple(sorted(set(algorithms)))
+
+
+def add_match_arguments(parser: argparse.ArgumentParser) -> None:
+  """The model and search options `s2s-match` and `s2s-serve` share."""
+  parser.add_argument("--model", action="append", required=True, metavar="WORKDIR",
+                      help="a training workdir (repeat for one model per algorithm)")
+  parser.add_argument("--algorithms", type=parse_algorithms, default=matcher_lib.ALL_ALGORITHMS,
+                      metavar="LIST", help="DX7 algorithms to try, e.g. 1,5,13-16 (default all)")
+  parser.add_argument("--top-k", type=_number(int, 0, False), default=4, metavar="K",
+                      help="candidates decoded per model and algorithm (default 4)")
+  parser.add_argument("--refine-renders", type=_number(int, 0, True), default=256, metavar="N",
+                      help="refinement budget in renders; 0 skips refinement (default 256)")
+  parser.add_argument("--refine-seconds", type=_number(float, 0, False), default=30.0, metavar="S",
+                      help="refinement time limit per input (default 30)")
+  parser.add_argument("--velocity", type=int, default=127, choices=range(1, 128),
+                      metavar="1..127", help="MIDI velocity of the rendered note (default 127)")
+  parser.add_argument("--vst3", metavar="PATH",
+                      help="render with this Dexed VST3 through DawDreamer instead of dexed-py")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the refinement's moves")
+
+
+def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
+  """Loads the models and the engine the options name (ModelError / ValueError if unusable)."""
+  settings = R.RenderSettings(velocity=args.velocity)
+  renderer = (R.DawDreamerRenderer(args.vst3, settings) if args.vst3
+              else R.DexedRenderer(settings))
+  refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
+            if args.refine_renders else None)
+  return matcher_lib.Matcher(
+      [models.load_model(w) for w in args.model],
+      matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
+                                seed=args.seed), renderer)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="s2s-match", description="Finds a Dexed (DX7) preset that sounds like each input.")
+  parser.add_argument("audio", nargs="+", help="sound files (wav, flac, ogg, mp3, aiff, ...)")
+  parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+                      help="output folder: NAME.syx/.json/.wav/.png per input, summary.json")
+  add_match_arguments(parser)
+  args = parser.parse_args(argv)
+
+  names = {}
+  for path in args.audio:
+    stem = pathlib.Path(path).stem
+    if stem in names:
+      parser.error(f"{names[stem]} and {path} would both write {stem}.*: rename one")
+    names[stem] = path
+  try:
+    targets = [target_lib.load_target(path) for path in args.audio]
+    matcher = create_matcher(args)
+  except (target_lib.TargetError, models.ModelError, ValueError, FileNotFoundError) as e:
+    print(f"s2s-match: error: {e}", file=sys.stderr)
+    return 2
+
+  summary = []
+  for path, target in zip(args.audio, targets):
+    started = time.perf_counter()
+    match = matcher.match(target)
+    outputs = export.write_outputs(args.out, match, target, matcher.renderer)
+    entry = export.summary_entry(match, target, path, outputs)
+    entry["seconds"] = time.perf_counter() - started
+    summary.append(entry)
+    print(_line(entry), flush=True)
+  sysex.write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+  return 0
+
+
+def _line(entry: dict) -> str:
+  scores = entry["refined"] or entry["network"]
+  refined = "" if entry["refined"] is None else (
+      f" (network {entry['network']['mfccd13']:.2f})")
+  return (f"{entry['name']}: algorithm {entry['algorithm']}, MFCCD-13 {scores['mfccd13']:.2f}"
+          f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
+
+
+def _number(kind, minimum, allow_minimum: bool):
+  """argparse type: a `kind` above `minimum` (or equal to it if `allow_minimum`)."""
+  def parse(text: str):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+    if value < minimum or (value == minimum and not allow_minimum):
+      raise argparse.ArgumentTypeError(f"must be {'>=' if allow_minimum else '>'} {minimum}, "
+                                       f"got {text}")
+    return value
+  return parse
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,81 @@
+"""The sound to match: read, checked, trimmed, fitted to the render length, its pitch measured.
+
+Whatever libsndfile reads (wav, flac, ogg, mp3, aiff...) at any rate and channel count becomes
+one mono clip at the render rate. Leading silence is trimmed (the renders start with the note);
+the clip is then cropped or zero-padded to the render length, which is what the network reads
+and what MFCCD compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from s2s_jax.audio import io
+from s2s_jax.match import pitch as pitch_lib
+from s2s_jax.synth.render import RenderSettings
+
+SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than this everywhere is silence
+TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed
+MIN_SECONDS = 0.1  # shortest sound (after trimming) worth matching
+
+
+class TargetError(ValueError):
+  """An input that cannot be matched; the message names the file and says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """A prepared input.
+
+  Attributes:
+    name: what outputs are called (the file name's stem).
+    audio: `[settings.num_samples]` float32 mono at the render rate, trimmed and fitted.
+    seconds: the trimmed sound's own length.
+    pitch: its fundamental.
+  """
+  name: str
+  audio: np.ndarray
+  seconds: float
+  pitch: pitch_lib.Pitch
+
+
+def load_target(path: str | os.PathLike, settings: RenderSettings = RenderSettings(),
+                name: str | None = None) -> Target:
+  """Reads and prepares one sound file; TargetError naming the file if it cannot be matched."""
+  try:
+    audio = io.read_audio(path, settings.sample_rate)
+  except io.AudioReadError as e:
+    raise TargetError(str(e)) from None
+  return prepare_target(audio, settings, name or pathlib.Path(path).stem, source=str(path))
+
+
+def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
+                   source: str) -> Target:
+  """Mono audio `[samples]` at the render rate -> Target; errors name `source`."""
+  audio = np.asarray(audio, np.float32)
+  if audio.ndim != 1 or audio.size == 0:
+    raise TargetError(f"{source}: no audio samples")
+  if not np.all(np.isfinite(audio)):
+    raise TargetError(f"{source}: the audio holds NaN or infinite samples")
+  peak = float(np.max(np.abs(audio)))
+  if peak < SILENCE_PEAK:
+    raise TargetError(f"{source}: the sound is silent (peak {_dbfs(peak)} dBFS, below "
+                      f"{_dbfs(SILENCE_PEAK)} dBFS)")
+  start = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
+  audio = audio[start:]
+  seconds = len(audio) / settings.sample_rate
+  if seconds < MIN_SECONDS:
+    raise TargetError(f"{source}: too short, {seconds:.3f} s of sound after leading silence "
+                      f"(at least {MIN_SECONDS} s needed)")
+  fitted = np.zeros(settings.num_samples, np.float32)
+  fitted[:min(len(audio), settings.num_samples)] = audio[:settings.num_samples]
+  return Target(name=name, audio=fitted, seconds=seconds,
+                pitch=pitch_lib.estimate_pitch(audio, settings.sample_rate))
+
+
+def _dbfs(level: float) -> str:
+  return f"{20 * np.log10(max(level, 1e-12)):.0f}"

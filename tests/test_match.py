@@ -1,0 +1,196 @@
+"""Matching with a trained model: selection, refinement, s2s-match outputs and errors."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import soundfile
+
+from s2s_jax.audio import mfccd
+from s2s_jax.match import candidates
+from s2s_jax.match import matcher as matcher_lib
+from s2s_jax.match import models
+from s2s_jax.match import search
+from s2s_jax.match import target as target_lib
+from s2s_jax.synth import generate
+from s2s_jax.synth import host
+from s2s_jax.synth import params as P
+from s2s_jax.synth import render
+from s2s_jax.synth import sysex
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model) -> models.TrainedModel:
+  return models.load_model(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory, renderer) -> dict[str, pathlib.Path]:
+  """A voice the project renders (algorithm 5, as the tiny model) and sounds it did not."""
+  folder = tmp_path_factory.mktemp("sounds")
+  rng = np.random.default_rng(7)
+  while True:
+    audio = renderer.render(generate.sample_voice(rng, algorithm=4))
+    if generate.is_audible(audio, 0.1):
+      break
+  sounds = {"dexed": folder / "dexed.wav"}
+  soundfile.write(sounds["dexed"], audio, 48_000, subtype="FLOAT")
+  made = {  # name: (file, command)
+      "pluck": (folder / "pluck.flac", ["sox", "-n", "-r", "44100", "-c", "2",
+                                        folder / "pluck.flac", "synth", "2.5", "pluck", "A3"]),
+      "speech": (folder / "speech.wav", ["espeak-ng", "-w", folder / "speech.wav",
+                                         "ah, a sound to match"]),
+  }
+  for name, (path, command) in made.items():
+    if shutil.which(command[0]) is None:
+      if os.environ.get("CI"):
+        pytest.fail(f"{command[0]} is missing: .ci/run installs it")
+      continue
+    subprocess.run(list(map(str, command)), check=True, capture_output=True)
+    sounds[name] = path
+  return sounds
+
+
+def test_a_model_loads_with_its_algorithm_and_best_step(model, tiny_model):
+  assert model.algorithm == 5  # the `tiny` dataset's voices are all algorithm 5
+  assert model.workdir == tiny_model and model.step > 0
+  assert set(model.variables) == {"params", "batch_stats"}
+
+
+def test_the_closest_candidate_of_every_model_and_algorithm_is_kept(model, renderer):
+  noise = np.random.default_rng(3).normal(0, 0.2, 48_000 * 4).astype(np.float32)
+  target = target_lib.prepare_target(noise, renderer.settings, "noise", "noise")
+  assert target.pitch.hz is None  # so TRANSPOSE stays as decoded
+  any_algorithm = dataclasses.replace(model, algorithm=None)  # tried with each allowed one
+  matcher = matcher_lib.Matcher([model, any_algorithm],
+                                matcher_lib.MatchSettings(algorithms=(2, 5), top_k=3), renderer)
+  match = matcher.match(target)
+  assert match.candidates == 3 * 3  # model: 5; any_algorithm: 2 and 5
+  probabilities = matcher.predictor.probabilities(target.audio[None])[:, 0]
+  best = {}
+  for index, algorithm in ((0, 5), (1, 2), (1, 5)):
+    objective = search.Objective(target.audio, matcher.space, algorithm, renderer)
+    top = candidates.top_k_classes(probabilities[index], matcher.space, 3)
+    best[algorithm, index] = objective(top).min()
+  assert match.network["mfccd13"] == pytest.approx(min(best.values()), rel=1e-5)
+  assert match.retuning is None and match.refined is None
+
+
+def test_refinement_never_makes_the_match_worse(model, renderer, sounds):
+  target = target_lib.load_target(sounds["dexed"])
+  settings = matcher_lib.MatchSettings(top_k=2, refine=search.Budget(renders=48))
+  match = matcher_lib.Matcher([model], settings, renderer).match(target)
+  assert match.refine_renders == 48
+  assert match.refined["mfccd13"] <= match.network["mfccd13"] + 1e-6
+  assert match.mfccd is match.refined
+
+
+def test_no_model_for_the_allowed_algorithms_is_an_error(model, renderer):
+  with pytest.raises(models.ModelError, match="no model for the allowed algorithms"):
+    matcher_lib.Matcher([model], matcher_lib.MatchSettings(algorithms=(7,)), renderer)
+
+
+def _s2s_match(*args) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "s2s_jax.match.cli", *map(str, args)],
+                        capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def matched(tmp_path_factory, tiny_model, sounds):
+  out = tmp_path_factory.mktemp("matched") / "out"
+  result = _s2s_match(*sounds.values(), "--model", tiny_model, "--out", out, "--top-k", "2",
+                      "--refine-renders", "32")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return out, result
+
+
+def test_s2s_match_writes_every_output_for_every_input(matched, sounds):
+  out, result = matched
+  summary = json.loads((out / "summary.json").read_text())
+  assert [entry["name"] for entry in summary] == list(sounds)
+  for entry in summary:
+    name = entry["name"]
+    assert {pathlib.Path(p).name for p in entry["outputs"].values()} == {
+        f"{name}.{ext}" for ext in ("syx", "json", "wav", "png")}
+    assert entry["algorithm"] == 5 and 0 < entry["seconds"]
+    assert entry["refined"]["mfccd13"] <= entry["network"]["mfccd13"] + 1e-6
+    assert set(entry["network"]) == {"mfccd13", "mfccd30"}
+    assert f"{name}: algorithm 5, MFCCD-13" in result.stdout
+    image = PIL.Image.open(out / f"{name}.png")
+    assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+  assert sorted(p.name for p in out.iterdir()) == sorted(
+      ["summary.json"] + [f"{n}.{e}" for n in sounds for e in ("syx", "json", "wav", "png")])
+
+
+def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
+  out, _ = matched
+  for entry in json.loads((out / "summary.json").read_text()):
+    voice = sysex.read(out / f"{entry['name']}.syx")[0]
+    assert voice[P.ALGORITHM_BYTE] + 1 == entry["algorithm"]
+    assert P.voice_name(voice) == entry["name"][:10]
+    from_json = host.from_dexed_json(json.loads((out / f"{entry['name']}.json").read_text()))
+    np.testing.assert_array_equal(P.with_name(from_json, entry["name"]), voice)
+    target = target_lib.load_target(sounds[entry["name"]])
+    rendering = render.DexedRenderer().render(voice)
+    for n_mfcc in (13, 30):
+      distance = float(mfccd.mfccd(rendering[None], target.audio[None], n_mfcc=n_mfcc)[0])
+      assert distance == pytest.approx(entry["refined"][f"mfccd{n_mfcc}"], rel=1e-4)
+
+
+def test_the_wav_lasts_as_long_as_the_input(matched, sounds):
+  out, _ = matched
+  for name, path in sounds.items():
+    target = target_lib.load_target(path)
+    info = soundfile.info(out / f"{name}.wav")
+    assert info.samplerate == 48_000 and info.frames == round(target.seconds * 48_000)
+
+
+def test_a_pitched_input_is_matched_at_its_pitch(matched, sounds):
+  if "pluck" not in sounds:
+    pytest.skip("sox is not installed")
+  out, _ = matched
+  entry = {e["name"]: e for e in json.loads((out / "summary.json").read_text())}["pluck"]
+  assert entry["pitch"]["input_note"] == "A3"
+  if entry["pitch"]["transpose"] is None:  # the match itself came out unpitched
+    assert "match unpitched" in entry["pitch"]["note"]
+  else:
+    assert "A3" in entry["pitch"]["note"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.wav", "missing.wav: no such file"),
+    (lambda d: (d / "silent.wav", soundfile.write(d / "silent.wav", np.zeros(4800), 48_000))[0],
+     "silent.wav: the sound is silent"),
+])
+def test_s2s_match_rejects_bad_input_before_writing_anything(tmp_path, tiny_model, sounds, make,
+                                                             message):
+  out = tmp_path / "out"
+  result = _s2s_match(sounds["dexed"], make(tmp_path), "--model", tiny_model, "--out", out)
+  assert result.returncode == 2 and message in result.stderr
+  assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_s2s_match_rejects_bad_models_and_options(tmp_path, tiny_model, sounds):
+  cases = [
+      (["--model", tmp_path], "no config.json"),
+      (["--model", tmp_path / "nowhere"], "no such folder"),
+      (["--model", tiny_model, "--algorithms", "7"], "no model for the allowed algorithms"),
+      (["--model", tiny_model, "--algorithms", "0-3"], "DX7 algorithms are 1..32"),
+      (["--model", tiny_model, "--top-k", "0"], "must be > 0"),
+  ]
+  for options, message in cases:
+    result = _s2s_match(sounds["dexed"], "--out", tmp_path / "out", *options)
+    assert result.returncode == 2 and message in result.stderr, (options, result.stderr)
+    assert "Traceback" not in result.stderr
+  result = _s2s_match(sounds["dexed"], sounds["dexed"], "--model", tiny_model,
+                      "--out", tmp_path / "out")
+  assert result.returncode == 2 and "would both write dexed.*" in result.stderr
