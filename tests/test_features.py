@@ -99,6 +99,10 @@ def test_log_features_match_librosa(voice_features, voices):
                                atol=1e-4)
 
 
+def test_log_mel_alone_is_featurise_mel(voice_features, voices):
+  np.testing.assert_allclose(features.log_mel(voices, SPEC), voice_features["mel"], atol=1e-5)
+
+
 def test_mfcc_matches_librosa(voice_features, voices):
   for i, y in enumerate(voices):
     db = librosa.power_to_db(librosa_mel_power(y).T, ref=1.0, amin=1e-10, top_db=SPEC.top_db)

@@ -185,7 +185,7 @@ def test_s2s_match_rejects_bad_models_and_options(tmp_path, tiny_model, sounds):
       (["--model", tmp_path / "nowhere"], "no such folder"),
       (["--model", tiny_model, "--algorithms", "7"], "no model for the allowed algorithms"),
       (["--model", tiny_model, "--algorithms", "0-3"], "DX7 algorithms are 1..32"),
-      (["--model", tiny_model, "--top-k", "0"], "must be > 0"),
+      (["--model", tiny_model, "--top-k", "0"], "must be >= 1"),
   ]
   for options, message in cases:
     result = _s2s_match(sounds["dexed"], "--out", tmp_path / "out", *options)

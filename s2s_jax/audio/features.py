@@ -20,6 +20,8 @@ Per-frame statistics, each [batch, time], named in `STATISTICS`:
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -52,8 +54,14 @@ class FeatureBanks:
 
   @classmethod
   def create(cls, spec: FeatureSpec = FeatureSpec()) -> FeatureBanks:
-    """Builds the banks with librosa (numpy, a few seconds: do it once)."""
-    return cls(mel=jnp.asarray(mel_filters(spec)), cqt=cqt.cqt_kernels(spec))
+    """The banks of `spec`: built with librosa (a few seconds) once per process, then shared
+    (they are immutable jax arrays)."""
+    return _banks(cls, spec)
+
+
+@functools.lru_cache(maxsize=4)
+def _banks(cls, spec: FeatureSpec) -> FeatureBanks:
+  return cls(mel=jnp.asarray(mel_filters(spec)), cqt=cqt.cqt_kernels(spec))
 
 
 def featurise(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
@@ -87,6 +95,14 @@ def featurise(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
       "mel_max": jnp.max(mel, axis=-1),
       "mel_rms": jnp.sqrt(jnp.mean(jnp.square(mel), axis=-1)),
   }
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def log_mel(audio: jax.Array, spec: FeatureSpec = FeatureSpec()) -> jax.Array:
+  """`featurise`'s "mel" alone (for pictures): audio [batch, spec.num_samples] ->
+  [batch, time, n_mels] in [-1, 1]."""
+  power = power_spectrogram(frames(jnp.asarray(audio, jnp.float32), spec))
+  return log_scale(jnp.matmul(power, mel_filters(spec), precision=_HIGHEST), spec)
 
 
 def fit_length(audio: jax.Array | np.ndarray, num_samples: int) -> jax.Array:

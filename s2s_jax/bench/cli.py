@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "build": "s2s_jax.bench.build",
     "model": "s2s_jax.bench.model",
     "train": "s2s_jax.bench.train",
+    "match": "s2s_jax.bench.match",
 }
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
+
+import jax
 
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
@@ -46,11 +49,11 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a training workdir (repeat for one model per algorithm)")
   parser.add_argument("--algorithms", type=parse_algorithms, default=matcher_lib.ALL_ALGORITHMS,
                       metavar="LIST", help="DX7 algorithms to try, e.g. 1,5,13-16 (default all)")
-  parser.add_argument("--top-k", type=_number(int, 0, False), default=4, metavar="K",
+  parser.add_argument("--top-k", type=bounded(int, 1), default=4, metavar="K",
                       help="candidates decoded per model and algorithm (default 4)")
-  parser.add_argument("--refine-renders", type=_number(int, 0, True), default=256, metavar="N",
+  parser.add_argument("--refine-renders", type=bounded(int, 0), default=256, metavar="N",
                       help="refinement budget in renders; 0 skips refinement (default 256)")
-  parser.add_argument("--refine-seconds", type=_number(float, 0, False), default=30.0, metavar="S",
+  parser.add_argument("--refine-seconds", type=bounded(float, 0.1), default=30.0, metavar="S",
                       help="refinement time limit per input (default 30)")
   parser.add_argument("--velocity", type=int, default=127, choices=range(1, 128),
                       metavar="1..127", help="MIDI velocity of the rendered note (default 127)")
@@ -60,7 +63,14 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
-  """Loads the models and the engine the options name (ModelError / ValueError if unusable)."""
+  """Loads the models and the engine the options name (ModelError / ValueError if unusable).
+
+  Compiled programs are cached on disk (`JAX_COMPILATION_CACHE_DIR`, default
+  ~/.cache/s2s_jax/jax), so later processes start matching in a second instead of five.
+  """
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   settings = R.RenderSettings(velocity=args.velocity)
   renderer = (R.DawDreamerRenderer(args.vst3, settings) if args.vst3
               else R.DexedRenderer(settings))
@@ -115,16 +125,17 @@ def _line(entry: dict) -> str:
           f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
 
 
-def _number(kind, minimum, allow_minimum: bool):
-  """argparse type: a `kind` above `minimum` (or equal to it if `allow_minimum`)."""
+def bounded(kind, low, high=None):
+  """argparse type: a `kind` in [low, high] (no upper bound if `high` is None)."""
   def parse(text: str):
     try:
       value = kind(text)
     except ValueError:
       raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-    if value < minimum or (value == minimum and not allow_minimum):
-      raise argparse.ArgumentTypeError(f"must be {'>=' if allow_minimum else '>'} {minimum}, "
-                                       f"got {text}")
+    if value < low or (high is not None and value > high):
+      raise argparse.ArgumentTypeError(
+          f"must be >= {low}, got {text}" if high is None else
+          f"must be in [{low}, {high}], got {text}")
     return value
   return parse
 

@@ -20,7 +20,6 @@ import pathlib
 import shutil
 import tempfile
 
-import jax
 import matplotlib
 import numpy as np
 import soundfile
@@ -78,8 +77,7 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 def comparison_png(target: Target, match: Match, renderer: R.Renderer) -> bytes:
   """Input and match mel spectrograms (the clips MFCCD compares), side by side."""
   rendered = renderer.render(match.voice)
-  mel = np.asarray(jax.jit(features.featurise)(features.FeatureBanks.create(),
-                                               np.stack([target.audio, rendered]))["mel"])
+  mel = np.asarray(features.log_mel(np.stack([target.audio, rendered])))
   seconds = len(target.audio) / renderer.settings.sample_rate
   figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
   for axis, spectrogram, title in zip(axes, mel, ("input", f"match (algorithm {match.algorithm})")):

@@ -93,13 +93,19 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
 
 def _abstract_variables(network) -> dict:
   """Shapes, dtypes and (single-device) shardings of the network's variables."""
-  banks = FeatureBanks.create()
-  audio = jnp.zeros((1, banks.spec.num_samples), jnp.float32)
   shapes = jax.eval_shape(functools.partial(network.init, train=False), jax.random.key(0),
-                          train.model_inputs(banks, audio))
+                          _abstract_inputs())
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       shapes)
+
+
+@functools.cache
+def _abstract_inputs() -> dict:
+  """Shapes of the network's inputs for one clip (tracing the featuriser takes a second)."""
+  banks = FeatureBanks.create()
+  audio = jax.ShapeDtypeStruct((1, banks.spec.num_samples), jnp.float32)
+  return jax.eval_shape(train.model_inputs, banks, audio)
 
 
 class Predictor:

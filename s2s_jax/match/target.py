@@ -44,13 +44,17 @@ class Target:
 
 
 def load_target(path: str | os.PathLike, settings: RenderSettings = RenderSettings(),
-                name: str | None = None) -> Target:
-  """Reads and prepares one sound file; TargetError naming the file if it cannot be matched."""
+                name: str | None = None, source: str | None = None) -> Target:
+  """Reads and prepares one sound file; TargetError if it cannot be matched.
+
+  Errors name the file as `source` (default: its path; a server names the upload instead).
+  """
+  source = source or str(path)
   try:
     audio = io.read_audio(path, settings.sample_rate)
   except io.AudioReadError as e:
-    raise TargetError(str(e)) from None
-  return prepare_target(audio, settings, name or pathlib.Path(path).stem, source=str(path))
+    raise TargetError(str(e).replace(str(path), source)) from None
+  return prepare_target(audio, settings, name or pathlib.Path(path).stem, source=source)
 
 
 def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,

@@ -86,14 +86,13 @@ def baseline_classes(train_labels: np.ndarray, space: ParameterSpace, count: int
   }
 
 
-def spectrogram_pairs(banks: features.FeatureBanks, target: np.ndarray, predicted: np.ndarray
-                      ) -> dict[str, np.ndarray]:
+def spectrogram_pairs(target: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
   """Image summaries: the target's mel spectrogram above the prediction's, per example.
 
   target, predicted: `[n, samples]` -> name -> `[2 * n_mels, time]` in [0, 1], low
   frequencies at the bottom of each half.
   """
-  mel = np.asarray(jax.jit(features.featurise)(banks, np.concatenate([target, predicted]))["mel"])
+  mel = np.asarray(features.log_mel(np.concatenate([target, predicted])))
   mel = (mel + 1.0) / 2.0  # log spectra are clipped to [-1, 1]
   n = len(target)
   return {f"match_{i}/target_above_prediction":

@@ -243,8 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       progress["epochs_done"] = epoch
       if epoch % config.eval_every_epochs == 0 or out_of_time or step == total_steps:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
-        _validate(variables, step, progress, run_eval, checkpoints, writer, config, space,
-                  banks)
+        _validate(variables, step, progress, run_eval, checkpoints, writer, config, space)
     if step % config.checkpoint_every_steps == 0 or out_of_time:
       checkpoints.save_latest(step, state, batches, progress)
     if out_of_time:
@@ -259,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                         num_batches)
     variables = {"params": state.swa_params, "batch_stats": swa_stats}
     logging.info("SWA over %d epochs", int(state.swa_count))
-    _validate(variables, step, progress, run_eval, checkpoints, writer, config, space, banks,
+    _validate(variables, step, progress, run_eval, checkpoints, writer, config, space,
               label="swa")
   checkpoints.wait()
   results = _test(state, step, progress, run_eval, checkpoints, writer, config, space, dataset)
@@ -269,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _validate(variables, step: int, progress: dict, run_eval, checkpoints, writer, config,
-              space: ParameterSpace, banks, label: str = "validation") -> dict[str, float]:
+              space: ParameterSpace, label: str = "validation") -> dict[str, float]:
   """Validation loss and metrics, MFCCD of a rendered subset, best checkpoint, early stopping."""
   means, kept = run_eval(variables, "validation", config.eval_mfccd_examples)
   if len(kept["classes"]):
@@ -277,7 +276,7 @@ def _validate(variables, step: int, progress: dict, run_eval, checkpoints, write
     scores = evaluate.mfccd_scores(audio, kept["audio"])
     means |= {name: float(np.mean(value)) for name, value in scores.items()}
     shown = min(config.image_summaries, len(audio))
-    writer.images(step, evaluate.spectrogram_pairs(banks, kept["audio"][:shown], audio[:shown]))
+    writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
   writer.scalars(step, label, means)
   print(f"{label} at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())),
         flush=True)
