@@ -100,3 +100,12 @@ def test_build_benchmark_compares_builds_with_rendering(tmp_path):
   assert "build, weights off" in out.stdout
   rows = json.loads((tmp_path / "b.json").read_text())["rows"]
   assert [r["examples"] for r in rows] == [32, 32] and rows[1]["vs_render_only"] > 0
+
+
+def test_match_benchmark_times_two_models(tmp_path):
+  out = _run("s2s-bench", "match", "--config=configs/t6.py:tiny", "--models", "2",
+             "--repeats=1", "--top-k=1", f"--json={tmp_path}/m.json")
+  assert "networks, stacked under vmap (alternative)" in out.stdout
+  rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+  assert {r["models"] for r in rows} == {2} and len(rows) == 8
+  assert all(r["seconds"] > 0 for r in rows)

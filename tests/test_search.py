@@ -22,9 +22,9 @@ class RecordingObjective(search.Objective):
     super().__init__(*args, **kwargs)
     self.batches = []
 
-  def __call__(self, classes):
+  def __call__(self, classes, algorithms=None):
     self.batches.append(np.array(classes))
-    return super().__call__(classes)
+    return super().__call__(classes, algorithms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +86,16 @@ def test_objective_is_mfccd_and_counts_renders(renderer, target, random_voices):
   assert objective_.renders == 11
   np.testing.assert_allclose(objective_(target.classes[None]), [0.0], atol=1e-6)
   assert objective_.renders == 12
+
+
+def test_objective_plays_each_candidate_with_its_own_algorithm(renderer, target, random_voices):
+  classes = SPACE.encode(random_voices[:6])
+  algorithms = np.array([1, 5, 32, 5, 13, 1])
+  mixed = objective(renderer, target)(classes, algorithms)
+  for algorithm in np.unique(algorithms):
+    alone = search.Objective(target.audio, SPACE, int(algorithm), renderer, batch_size=8)
+    rows = algorithms == algorithm
+    np.testing.assert_allclose(mixed[rows], alone(classes[rows]), rtol=1e-6)
 
 
 def test_objective_rejects_bad_arguments(renderer, target):

@@ -134,13 +134,10 @@ class Matcher:
         seconds=time.perf_counter() - started)
 
   def _scores(self, target: Target, pool) -> np.ndarray:
-    """MFCCD-13 of every candidate `(model, algorithm, classes)`, rendered per algorithm."""
-    scores = np.zeros(len(pool))
-    for algorithm in sorted({a for _, a, _ in pool}):
-      rows = [i for i, (_, a, _) in enumerate(pool) if a == algorithm]
-      objective = search.Objective(target.audio, self.space, algorithm, self.renderer)
-      scores[rows] = objective(np.stack([pool[i][2] for i in rows]))
-    return scores
+    """MFCCD-13 of every candidate `(model, algorithm, classes)`, rendered in one batch."""
+    _, algorithms, classes = zip(*pool)
+    objective = search.Objective(target.audio, self.space, algorithms[0], self.renderer)
+    return objective(np.stack(classes), np.array(algorithms))
 
   def _render(self, classes: np.ndarray, algorithm: int) -> np.ndarray:
     return self.renderer.render(self.space.decode(classes, algorithm - 1))

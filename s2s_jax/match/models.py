@@ -108,11 +108,18 @@ def _abstract_inputs() -> dict:
   return jax.eval_shape(train.model_inputs, banks, audio)
 
 
+def class_probabilities(network, layout: losses.ClassLayout, variables: dict,
+                        inputs: dict) -> jax.Array:
+  """One network's per-parameter softmax: inputs for n clips -> `[n, total_classes]`."""
+  return losses.class_probabilities(network.apply(variables, inputs, train=False), layout)
+
+
 class Predictor:
   """Class probabilities of several models for the same clips.
 
-  The clips are featurised once; models built alike (most often all of them: one architecture
-  trained per algorithm) are stacked and applied in one jit-compiled `vmap`.
+  The clips are featurised once; each model then runs the program compiled for its
+  architecture (most often one for all: one architecture trained per algorithm). Applying the
+  models one after the other beat stacking them under one `vmap` on CPU (`s2s-bench match`).
   """
 
   def __init__(self, models: Sequence[TrainedModel]):
@@ -123,26 +130,22 @@ class Predictor:
       raise ModelError(f"models disagree on num_bins ({sorted(bins)}): their class spaces differ")
     self.models = tuple(models)
     self.space = ParameterSpace(bins.pop())
+    self.layout = losses.ClassLayout.create(self.space)
     self._banks = FeatureBanks.create()
-    layout = losses.ClassLayout.create(self.space)
     self._inputs = jax.jit(train.model_inputs)
-    self._groups = []  # (indices into models, stacked variables, jitted vmapped apply)
-    for architecture in dict.fromkeys(m.architecture for m in self.models):
-      indices = [i for i, m in enumerate(self.models) if m.architecture == architecture]
-      network = sound2synth.create_model(self.models[indices[0]].config, self.space)
-      stacked = jax.tree.map(lambda *x: jnp.stack(x), *[self.models[i].variables
-                                                        for i in indices])
+    self._apply = {}  # architecture -> jitted class_probabilities of that network
+    for m in self.models:
+      if m.architecture not in self._apply:
+        network = sound2synth.create_model(m.config, self.space)
+        self._apply[m.architecture] = jax.jit(
+            functools.partial(class_probabilities, network, self.layout))
 
-      def apply(variables, inputs, network=network):
-        logits = network.apply(variables, inputs, train=False)
-        return losses.class_probabilities(logits, layout)
-
-      self._groups.append((indices, stacked, jax.jit(jax.vmap(apply, in_axes=(0, None)))))
+  def inputs(self, audio: np.ndarray) -> dict:
+    """What the networks read, for clips `[n, samples]` at the render rate."""
+    return self._inputs(self._banks, jnp.asarray(audio, jnp.float32))
 
   def probabilities(self, audio: np.ndarray) -> np.ndarray:
     """Clips `[n, samples]` at the render rate -> `[num_models, n, total_classes]` float32."""
-    inputs = self._inputs(self._banks, jnp.asarray(audio, jnp.float32))
-    out = np.zeros((len(self.models), len(audio), self.space.total_classes), np.float32)
-    for indices, stacked, apply in self._groups:
-      out[indices] = np.asarray(apply(stacked, inputs))
-    return out
+    inputs = self.inputs(audio)
+    return np.asarray(jnp.stack([self._apply[m.architecture](m.variables, inputs)
+                                 for m in self.models]))

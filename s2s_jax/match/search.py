@@ -101,12 +101,16 @@ class Objective:
     self.target_mfcc = mfccd.mfcc(target[None], n_mfcc=n_mfcc)
     self.renders = 0
 
-  def __call__(self, classes: np.ndarray) -> np.ndarray:
-    """Class indices `[n, num_params]` -> MFCCD `[n]` float64 of their renderings."""
+  def __call__(self, classes: np.ndarray, algorithms: np.ndarray | None = None) -> np.ndarray:
+    """Class indices `[n, num_params]` -> MFCCD `[n]` float64 of their renderings.
+
+    `algorithms` `[n]` (1-based) plays each candidate with its own algorithm instead.
+    """
     classes = np.asarray(classes)
     if classes.ndim != 2:
       raise ValueError(f"expected candidates [n, num_params], got shape {classes.shape}")
-    audio = render.render_batch(self.renderer, self.space.decode(classes, self.algorithm - 1))
+    algorithms = self.algorithm if algorithms is None else np.asarray(algorithms)
+    audio = render.render_batch(self.renderer, self.space.decode(classes, algorithms - 1))
     self.renders += len(classes)
     scores = []
     for i in range(0, len(audio), self.batch_size):
