@@ -1,6 +1,7 @@
 """The console commands and the main job, run as a user runs them."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -109,3 +110,15 @@ def test_match_benchmark_times_two_models(tmp_path):
   rows = json.loads((tmp_path / "m.json").read_text())["rows"]
   assert {r["models"] for r in rows} == {2} and len(rows) == 8
   assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_speed_benchmark_runs_every_benchmark_side_by_side(tmp_path):
+  out = _run("s2s-bench", "speed", "--quick", f"--out={tmp_path}")
+  assert "s2s-bench speed" in out.stdout
+  payload = json.loads((tmp_path / "speed.json").read_text())
+  rows = payload["rows"]
+  assert {r["benchmark"] for r in rows} == {"render", "features", "build", "train", "match"}
+  assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in rows)
+  assert set(payload["settings"]["benchmarks"]) == {r["benchmark"] for r in rows}
+  for name in ("render", "features", "build", "train", "match"):
+    assert (tmp_path / f"{name}.json").exists()
