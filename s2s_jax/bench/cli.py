@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "model": "s2s_jax.bench.model",
     "train": "s2s_jax.bench.train",
     "match": "s2s_jax.bench.match",
+    "quality": "s2s_jax.bench.quality",
     "speed": "s2s_jax.bench.speed",
 }
 
