@@ -11,23 +11,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import operator
 import pathlib
 
 import jax
 
 from s2s_jax.bench import report
 
-# name -> (module, the row's label key, headline value key, ratio key, what the ratio compares)
+# name -> (module, the row's label, headline value key, ratio key, what the ratio compares)
 BENCHMARKS = {
-    "render": ("s2s_jax.bench.render", "renderer", "voices_per_s", "speedup",
-               "vs one dexed-py thread"),
-    "features": ("s2s_jax.bench.features", "method", "ms_per_clip", "jax_speedup",
-                 "librosa time / ours"),
-    "build": ("s2s_jax.bench.build", "stage", "examples_per_s", "vs_render_only",
-              "vs rendering alone"),
-    "train": ("s2s_jax.bench.train", "config", "samples_per_s", "step_vs_featurise",
-              "step / featuriser"),
-    "match": ("s2s_jax.bench.match", "what", "seconds", "vs_networks", "vs the networks alone"),
+    "render": ("s2s_jax.bench.render", operator.itemgetter("renderer"), "voices_per_s",
+               "speedup", "vs one dexed-py thread"),
+    "features": ("s2s_jax.bench.features", operator.itemgetter("method"), "ms_per_clip",
+                 "jax_speedup", "librosa time / ours"),
+    "build": ("s2s_jax.bench.build", operator.itemgetter("stage"), "examples_per_s",
+              "vs_render_only", "vs rendering alone"),
+    "train": ("s2s_jax.bench.train", operator.itemgetter("config"), "samples_per_s",
+              "step_vs_featurise", "step / featuriser"),
+    "match": ("s2s_jax.bench.match", lambda row: f"{row['models']} model(s), {row['what'].strip()}",
+              "seconds", "vs_networks", "vs the networks alone"),
 }
 # Options per benchmark: the full run, and --quick.
 OPTIONS = {
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     sub_args.json = str(args.out / f"{name}.json")
     module.run(sub_args)
     results[name] = json.loads(pathlib.Path(sub_args.json).read_text())
-    summary += [{"benchmark": name, "what": str(row[label]).strip(), "figure": value,
+    summary += [{"benchmark": name, "what": label(row), "figure": value,
                  "value": row[value], "ratio": row[ratio], "ratio means": compared}
                 for row in results[name]["rows"]]
   report.publish("speed", summary, args.out / "speed.json", {
