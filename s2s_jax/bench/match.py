@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soundfile
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks
@@ -69,7 +70,6 @@ def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Pat
 
 def _input(folder: pathlib.Path) -> pathlib.Path:
   """A rendered voice of algorithm 1, as a file: what a user hands s2s-match."""
-  import soundfile  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   audio = R.DexedRenderer().render(generate.sample_voice(rng, algorithm=0))
   path = folder / "input.wav"

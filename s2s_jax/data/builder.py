@@ -69,13 +69,13 @@ BUILDER_CONFIGS = [
 ]
 
 
-
 def builder_config(name: str) -> DexedPresetsConfig:
   """The config called `name`; ValueError listing the names if there is none."""
   for config in BUILDER_CONFIGS:
     if config.name == name:
       return config
   raise ValueError(f"unknown dataset config {name!r}: use tiny, alg01..alg32, all or all_light")
+
 
 class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """DX7 voices rendered by Dexed, with their class labels and gradient-inspired weights."""
