@@ -1,11 +1,8 @@
-"""Subprocess helper of test_train.py: train steps on one device layout, results to an .npz.
+"""Subprocess helper of test_train.py: train steps on two device layouts, results to an .npz.
 
-  python tests/parallel_worker.py devices OUT.npz STATE.npz   (8 fake CPU devices in XLA_FLAGS)
-      the same steps sharded over a mesh of all 8 devices (`mesh8/...`) and of one (`mesh1/...`);
-      writes the initial train state to STATE.npz.
-  python tests/parallel_worker.py process OUT.npz STATE.npz PORT PROCESS_ID NUM_PROCESSES
-      joins a local `jax.distributed` job that starts from STATE.npz; each process feeds its
-      rows of the global batch.
+  python tests/parallel_worker.py OUT.npz   (8 fake CPU devices in XLA_FLAGS)
+
+runs the same steps sharded over a mesh of all 8 devices (`mesh8/...`) and of one (`mesh1/...`).
 
 Each run takes two micro-steps of the `tiny` config (batch_size 8 over per_step_batch_size 4:
 the first only accumulates the gradients, the second applies their mean) on one fixed global
@@ -56,11 +53,10 @@ def _local_row(shard) -> np.ndarray:
 class Job:
   """The tiny model, its initial train state (host arrays) and the global batch.
 
-  The state is built once on one local device and saved to `state_file`, or read from it
-  when it exists, so every layout starts from the same values (and compiles no init).
+  The state is built once on one device, so every layout starts from the same values.
   """
 
-  def __init__(self, state_file: str):
+  def __init__(self):
     self.config = config_file.load(CONFIG)
     self.space = ParameterSpace(self.config.num_bins)
     self.layout = losses.ClassLayout.create(self.space)
@@ -69,14 +65,7 @@ class Job:
     self.banks = FeatureBanks.create(SPEC)
     create = functools.partial(train.create_state, model, optimizer, seed=self.config.seed,
                                batch_size=1)
-    if pathlib.Path(state_file).exists():
-      with np.load(state_file) as saved:
-        leaves = [saved[str(i)] for i in range(len(saved.files))]
-      self.state = jax.tree.unflatten(jax.tree.structure(jax.eval_shape(create, self.banks)),
-                                      leaves)
-    else:
-      self.state = jax.device_get(jax.jit(create)(self.banks))
-      np.savez(state_file, **{str(i): x for i, x in enumerate(jax.tree.leaves(self.state))})
+    self.state = jax.device_get(jax.jit(create)(self.banks))
     self.batch = bench_train.synthetic_batch(BATCH, self.space, SPEC.num_samples)
 
   def run(self, mesh: Mesh) -> dict[str, np.ndarray]:
@@ -107,27 +96,13 @@ class Job:
 
 
 def main(argv: list[str]) -> None:
-  mode, out, state_file = argv[1:4]
-  if mode == "devices":
-    assert jax.device_count() == 8, jax.devices()
-    job = Job(state_file)
-    record = {f"mesh8/{k}": v for k, v in job.run(parallel.data_mesh()).items()}
-    one = Mesh(np.array(jax.devices()[:1]), (parallel.DATA_AXIS,))
-    record |= {f"mesh1/{k}": v for k, v in job.run(one).items()}
-    record["batch_start"] = job.batch["audio"][:, :4]
-  elif mode == "process":
-    port, process_id, num_processes = (int(a) for a in argv[4:7])
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
-                               num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=120)
-    job = Job(state_file)
-    record = job.run(parallel.data_mesh()) | {
-        "process_index": np.array(jax.process_index()),
-        "process_count": np.array(jax.process_count()),
-        "device_count": np.array(jax.device_count())}
-  else:
-    raise SystemExit(f"unknown mode {mode!r}")
-  np.savez(out, **record)
+  assert jax.device_count() == 8, jax.devices()
+  job = Job()
+  record = {f"mesh8/{k}": v for k, v in job.run(parallel.data_mesh()).items()}
+  one = Mesh(np.array(jax.devices()[:1]), (parallel.DATA_AXIS,))
+  record |= {f"mesh1/{k}": v for k, v in job.run(one).items()}
+  record["batch_start"] = job.batch["audio"][:, :4]
+  np.savez(argv[1], **record)
 
 
 if __name__ == "__main__":

@@ -110,14 +110,34 @@ print(len(source), batch["audio_pcm"].shape)
   assert result.stdout.split()[0] == "3" and "(3, 192000)" in result.stdout
 
 
-def test_loader_shards_are_disjoint_and_complete(tiny_dataset):
+def _rows(batch: dict) -> list[bytes]:
+  """One identifying byte string per example of a batch."""
+  return [pcm[:64].tobytes() + labels.tobytes()
+          for pcm, labels in zip(batch["audio_pcm"], batch["labels"])]
+
+
+def test_hosts_read_disjoint_slices_covering_an_epoch(tiny_dataset):
   source = reader.data_source(tiny_dataset, "train")
   seen = []
-  for shard in range(3):
-    for batch in reader.loader(source, 1, shuffle=False, shard_index=shard, shard_count=3):
+  for host in range(3):
+    for batch in reader.loader(source, 3, shuffle=False, process_index=host, process_count=3):
       assert set(batch) == set(reader.TRAINING_KEYS) and batch["audio_pcm"].shape == (1, 192000)
-      seen.append(batch["audio_pcm"][0, :64].tobytes() + batch["labels"][0].tobytes())
+      seen.extend(_rows(batch))
   assert len(seen) == len(set(seen)) == 51
+
+
+def test_global_batches_do_not_depend_on_the_number_of_hosts(tiny_dataset):
+  """Two hosts' slices, side by side, are one host's batches, row for row, over 3 epochs."""
+  source = reader.data_source(tiny_dataset, "train")
+  one = [_rows(b) for b in reader.loader(source, 4, seed=7, num_epochs=3, process_index=0,
+                                         process_count=1)]
+  halves = [[_rows(b) for b in reader.loader(source, 4, seed=7, num_epochs=3, process_index=i,
+                                             process_count=2)] for i in range(2)]
+  assert len(one) == 51 * 3 // 4
+  assert [first + second for first, second in zip(*halves)] == one
+  rows = [row for batch in one for row in batch]
+  first, second = rows[:51], rows[51:102]
+  assert set(first) == set(second) and first != second  # every example once, reshuffled
 
 
 def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):

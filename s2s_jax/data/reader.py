@@ -1,4 +1,4 @@
-"""Reading `dexed_presets` with grain: no TensorFlow, random access, per-host shards."""
+"""Reading `dexed_presets` with grain: no TensorFlow, random access, per-host batch slices."""
 
 from __future__ import annotations
 
@@ -24,31 +24,39 @@ def data_source(dataset_dir: str | os.PathLike, split: str):
   return tfds.builder_from_directory(path).as_data_source(split=split)
 
 
-class _TrainingArrays(grain.transforms.Map):
-  """Keeps the arrays the training step needs."""
-
-  def map(self, example: dict) -> dict[str, np.ndarray]:
-    return {key: np.asarray(example[key]) for key in TRAINING_KEYS}
+def _training_arrays(source, rows: np.ndarray) -> dict[str, np.ndarray]:
+  """The `TRAINING_KEYS` of examples `rows` of `source`, stacked: `[len(rows), ...]`."""
+  examples = source.__getitems__([int(i) for i in rows])
+  return {key: np.stack([np.asarray(example[key]) for example in examples])
+          for key in TRAINING_KEYS}
 
 
 def loader(source, batch_size: int, *, seed: int = 0, shuffle: bool = True,
-           num_epochs: int | None = 1, shard_index: int | None = None,
-           shard_count: int | None = None, worker_count: int = 0,
-           batch_operations: tuple[grain.transforms.Map, ...] = ()) -> grain.DataLoader:
-  """Batches `[batch_size, ...]` of `TRAINING_KEYS` from this host's shard of `source`.
+           num_epochs: int | None = 1, process_index: int | None = None,
+           process_count: int | None = None, read_threads: int = 4,
+           batch_operations: tuple[grain.transforms.Map, ...] = ()) -> grain.IterDataset:
+  """This host's rows of global batches `[batch_size, ...]` of `TRAINING_KEYS` from `source`.
 
-  `batch_operations` run on each batch after batching (e.g. decoding the audio).
+  `batch_operations` run on each batch after reading (e.g. decoding the audio).
 
-  Each host reads a disjoint shard (default: `jax.process_index()` of
-  `jax.process_count()`), so a multi-host job sees every example once per epoch.
+  The global batches do not depend on the number of hosts: every host walks the same
+  shuffled order (reshuffled each epoch from `seed`) and host i of n (default: this JAX
+  process) reads rows `i * batch_size / n` up to `(i + 1) * batch_size / n` of each. So n hosts
+  train on exactly the batches one host would, and see every example once per epoch.
+  The iterator's `get_state` / `set_state` give and take its position (a small dict).
   """
-  shard = grain.sharding.ShardOptions(
-      shard_index=jax.process_index() if shard_index is None else shard_index,
-      shard_count=jax.process_count() if shard_count is None else shard_count,
-      drop_remainder=True)
-  sampler = grain.samplers.IndexSampler(num_records=len(source), shard_options=shard,
-                                        shuffle=shuffle, num_epochs=num_epochs, seed=seed)
-  return grain.DataLoader(data_source=source, sampler=sampler, worker_count=worker_count,
-                          operations=[_TrainingArrays(),
-                                      grain.transforms.Batch(batch_size, drop_remainder=True),
-                                      *batch_operations])
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if batch_size % process_count:
+    raise ValueError(f"batch size {batch_size} does not split over {process_count} hosts")
+  local = batch_size // process_count
+  order = grain.MapDataset.range(len(source))
+  if shuffle:
+    order = order.shuffle(seed=seed)
+  batches = (order.repeat(num_epochs).batch(batch_size, drop_remainder=True)
+             .map(lambda rows: rows[process_index * local:(process_index + 1) * local])
+             .map(lambda rows: _training_arrays(source, rows)))
+  for operation in batch_operations:
+    batches = batches.map(operation)
+  return batches.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
+                                                   prefetch_buffer_size=2 * read_threads))

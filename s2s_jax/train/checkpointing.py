@@ -4,26 +4,31 @@
 statistics, optimiser, step, RNG, SWA average), every host's data-iterator position (grain's
 handler, one file per process) and the loop's progress (epoch bookkeeping, early stopping).
 `workdir/best/` keeps the variables of the best validation loss and their metrics.
+The workdir may be on Cloud Storage (gs://). In a multi-process job every process calls every
+save and restore; each manager names its barriers apart, as both may save the same step at once.
 """
 
 from __future__ import annotations
 
-import pathlib
-
+from etils import epath
 import grain
 import orbax.checkpoint as ocp
+
+
+def _manager(directory: epath.Path) -> ocp.CheckpointManager:
+  """Keeps the newest checkpoint under `directory`; barrier keys prefixed with its name."""
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      max_to_keep=1, create=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=directory.name)))
 
 
 class Checkpoints:
   """The two checkpoint managers of a run."""
 
-  def __init__(self, workdir: pathlib.Path):
-    self.latest = ocp.CheckpointManager(
-        (workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
-    self.best = ocp.CheckpointManager(
-        (workdir / "best").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  def __init__(self, workdir: epath.Path):
+    self.latest = _manager(workdir / "checkpoints")
+    self.best = _manager(workdir / "best")
 
   def save_latest(self, step: int, state, batches, progress: dict) -> None:
     self.latest.save(step, args=ocp.args.Composite(

@@ -38,6 +38,9 @@ def _is_built(dataset: builder.DexedPresetsBuilder) -> bool:
 def check_dataset(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, naming the setting, if `prepared_dataset` could not succeed."""
   builder.builder_config(config.dataset_config)
+  if "://" in config.data_dir:
+    raise ValueError(f"config.data_dir {config.data_dir!r} must be a local folder: ArrayRecord "
+                     "reads local files only; copy the built dataset there first (launch/README.md)")
   dataset = _builder(config)
   if _is_built(dataset):
     if config.num_bins != dataset.builder_config.num_bins:
@@ -82,8 +85,9 @@ class _TrainingBatch(grain.transforms.Map):
 class Batches:
   """An endless iterator of this host's training batches that checkpoints its position.
 
-  Wraps a grain iterator or an `online.OnlineSource`; `get_state` / `set_state` speak bytes
-  so grain's orbax handler (`grain.checkpoint`) saves either, one file per process.
+  Wraps a grain dataset iterator or an `online.OnlineSource`; `get_state` / `set_state`
+  speak bytes (their JSON positions) so grain's orbax handler (`grain.checkpoint`) saves
+  either, one file per process.
   """
 
   def __init__(self, iterator):
@@ -97,14 +101,10 @@ class Batches:
     return {key: batch[key] for key in BATCH_KEYS}
 
   def get_state(self) -> bytes:
-    state = self._iterator.get_state()
-    return state if isinstance(state, bytes) else json.dumps(state).encode()
+    return json.dumps(self._iterator.get_state()).encode()
 
   def set_state(self, state: bytes) -> None:
-    if isinstance(self._iterator, online.OnlineSource):
-      self._iterator.set_state(json.loads(state))
-    else:
-      self._iterator.set_state(state)
+    self._iterator.set_state(json.loads(state))
 
   def start_prefetch(self) -> None:
     """Called by grain's handler after a restore; the wrapped iterators prefetch by themselves."""
@@ -124,9 +124,12 @@ def local_batch_size(global_batch_size: int) -> int:
 
 def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | None,
                   space: ParameterSpace) -> Batches:
-  """Endless shuffled training batches of `config.per_step_batch_size` (global) examples."""
-  batch_size = local_batch_size(config.per_step_batch_size)
+  """This host's rows of endless shuffled global batches of `config.per_step_batch_size`.
+
+  From a dataset, the global batches are the same for any number of hosts (`reader.loader`).
+  """
   if config.input == "online":
+    batch_size = local_batch_size(config.per_step_batch_size)
     settings = online.OnlineSettings(
         mode=config.online.mode, algorithm=_online_algorithm(config),
         max_changes=config.online.max_changes, batch_size=batch_size,
@@ -135,10 +138,9 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
     pool = (split_column(dataset, "train", "voice").astype(np.uint8)
             if config.online.mode == "augment" else None)
     return Batches(online.OnlineSource(settings, pool, space=space))
-  source = reader.data_source(dataset, "train")
-  loader = reader.loader(source, batch_size, seed=config.seed, shuffle=True, num_epochs=None,
-                         batch_operations=(_TrainingBatch(),))
-  return Batches(iter(loader))
+  batches = reader.loader(reader.data_source(dataset, "train"), config.per_step_batch_size,
+                          seed=config.seed, num_epochs=None, batch_operations=(_TrainingBatch(),))
+  return Batches(iter(batches))
 
 
 def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:

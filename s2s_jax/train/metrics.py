@@ -1,15 +1,16 @@
 """Where training reports go: TensorBoard event files, a JSON-lines log, a console line.
 
 Only the primary host writes. `workdir/metrics.jsonl` holds one record per report, for tests and
-scripts; TensorBoard reads `workdir/tensorboard/`.
+scripts; TensorBoard reads `workdir/tensorboard/`. A workdir on Cloud Storage (gs://) needs the
+`[cloud]` extra; there the log is rewritten whole at each report, as objects cannot be appended to.
 """
 
 from __future__ import annotations
 
 import json
-import pathlib
 import time
 
+from etils import epath
 import jax
 import numpy as np
 import tensorboardX
@@ -18,11 +19,11 @@ import tensorboardX
 class MetricWriter:
   """Scalars and images to TensorBoard, scalars also to `metrics.jsonl`."""
 
-  def __init__(self, workdir: pathlib.Path):
+  def __init__(self, workdir: epath.Path):
     self._active = jax.process_index() == 0
     if self._active:
       self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
-      self._log = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+      self._log = _JsonLines(workdir / "metrics.jsonl")
 
   def scalars(self, step: int, prefix: str, values: dict[str, float]) -> None:
     if not self._active:
@@ -31,7 +32,6 @@ class MetricWriter:
     for name, value in values.items():
       self._tensorboard.add_scalar(name, value, step)
     self._log.write(json.dumps({"step": step, **values}) + "\n")
-    self._log.flush()
 
   def images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """images: name -> `[height, width]` float in [0, 1] (row 0 drawn at the top)."""
@@ -43,6 +43,30 @@ class MetricWriter:
     if self._active:
       self._tensorboard.close()
       self._log.close()
+
+
+class _JsonLines:
+  """Appends lines to a file: a local one, or a Cloud Storage object (rewritten whole)."""
+
+  def __init__(self, path: epath.Path):
+    self._path = path
+    if "://" in str(path):
+      self._file = None
+      self._lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    else:
+      self._file = open(path, "a", encoding="utf-8")
+
+  def write(self, line: str) -> None:
+    if self._file is None:
+      self._lines.append(line)
+      self._path.write_text("".join(self._lines))
+    else:
+      self._file.write(line)
+      self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
 
 
 class Progress:

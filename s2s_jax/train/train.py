@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import pathlib
 import time
 from typing import Any
 
 from absl import logging
+from etils import epath
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -142,6 +142,12 @@ def batch_statistics(model: nn.Module, params, batch_stats, batch, banks: Featur
   return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates["batch_stats"])
 
 
+def workdir_path(workdir: str) -> epath.Path:
+  """`workdir` as an absolute path: a local folder, or a Cloud Storage one (gs://...)."""
+  path = epath.Path(workdir)
+  return path if "://" in workdir else path.absolute()
+
+
 class ConfigError(ValueError):
   """A setting that cannot run, named in the message."""
 
@@ -169,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   An empty `config.data_dir` means `workdir/tensorflow_datasets`. Raises ConfigError before
   writing anything if a setting cannot run.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = workdir_path(workdir)
   if not config.data_dir:
     config.data_dir = str(workdir / "tensorflow_datasets")
   validate_config(config)
@@ -337,7 +343,7 @@ def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, w
   results = {"step": step, "best_validation": best_metrics, "test_metrics": means,
              "test_mfccd": rows, "stopped_early": progress["stopped_early"]}
   if jax.process_index() == 0:
-    (pathlib.Path(checkpoints.latest.directory).parent / "results.json").write_text(
+    (epath.Path(checkpoints.latest.directory).parent / "results.json").write_text(
         json.dumps(results, indent=2, default=float) + "\n")
   return results
 

@@ -1,0 +1,208 @@
+"""The training entry point as a multi-process `jax.distributed` job on one machine.
+
+Each process is `python -m s2s_jax.main` on fake CPU devices, joined through a coordinator on
+127.0.0.1 (as on a TPU pod slice or a GPU cluster, where each host runs the same command):
+
+- one process with 4 devices, 2 processes with 2 each and 4 processes with 1 each train on the
+  same global batches and log the same losses, validation and test results and end with the
+  same parameters (2 processes learn their ranks from SLURM's environment, as under `srun`; 4
+  from the explicit flags);
+- a killed process stops the job: the others exit with status 1 and a message, and the same
+  command run again resumes every process from the last checkpoint and finishes as the
+  uninterrupted job did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import main_job
+
+# The tiny config for one epoch of 6 steps of 8 examples (2 per device), an optimiser update
+# every 2 steps (gradient accumulation), logging every step, a checkpoint every 2.
+FLAGS = ("--config=configs/t6.py:tiny", "--config.num_epochs=1", "--config.batch_size=16",
+         "--config.per_step_batch_size=8", "--config.log_every_steps=1",
+         "--config.checkpoint_every_steps=2")
+TOTAL_STEPS = 6
+KILL_AFTER_STEP = 2
+GLOBAL_DEVICES = 4
+
+
+class Job:
+  """`processes` copies of the entry point, `GLOBAL_DEVICES / processes` fake devices each."""
+
+  def __init__(self, workdir, data_dir, cache, processes: int, ranks_from: str = "flags"):
+    self.workdir, self.processes = workdir, processes
+    port = main_job.free_port()
+    self.runs = []
+    for rank in range(processes):
+      args = main_job.command(workdir, data_dir, *FLAGS)
+      extra = {}
+      if processes > 1 and ranks_from == "flags":
+        args += [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
+                 f"--process_id={rank}"]
+      elif processes > 1:  # what `srun` sets for each task of a one-node job
+        args += ["--multihost"]
+        extra = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "127.0.0.1",
+                 "SLURM_NTASKS": str(processes), "SLURM_PROCID": str(rank),
+                 "SLURM_LOCALID": str(rank), "JAX_COORDINATOR_PORT": str(port)}
+      run_env = main_job.env(cache, GLOBAL_DEVICES // processes, **extra)
+      self.runs.append(main_job.start(args, run_env, self.log(rank)))
+
+  def log(self, rank: int):
+    return self.workdir.parent / f"{self.workdir.name}.process{rank}.log"
+
+  def output(self, rank: int) -> str:
+    return self.log(rank).read_text(encoding="utf-8")
+
+  def wait(self) -> list[int]:
+    """Exit codes; kills whatever is still running when the hang guard runs out."""
+    deadline = time.monotonic() + main_job.TIMEOUT
+    try:
+      return [run.wait(timeout=max(deadline - time.monotonic(), 1)) for run in self.runs]
+    finally:
+      self.kill()
+
+  def kill(self) -> None:
+    for run in self.runs:
+      if run.poll() is None:
+        run.kill()
+        run.wait()
+
+  def finish(self):
+    codes = self.wait()
+    for rank, code in enumerate(codes):
+      assert code == 0, f"process {rank}: exit {code}\n" + self.output(rank)[-3000:]
+    return self.workdir
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_data_dir, cache) -> dict[int, Job]:
+  """Finished jobs of 1, 2 and 4 processes, by process count."""
+  root = tmp_path_factory.mktemp("processes")
+  jobs = {}
+  for processes, ranks_from in ((1, "flags"), (2, "slurm"), (4, "flags")):
+    job = Job(root / f"p{processes}", tiny_data_dir, cache, processes, ranks_from)
+    job.finish()
+    jobs[processes] = job
+  return jobs
+
+
+def _final_state(workdir) -> dict:
+  """The train state of the last checkpoint, restored onto this process's first device."""
+  path = workdir / "checkpoints" / str(TOTAL_STEPS) / "state"
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata)
+  return checkpointer.restore(path, target)
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_every_process_joins_and_sees_every_device(runs, processes):
+  job = runs[processes]
+  for rank in range(processes):
+    match = re.search(r"JAX process (\d+) of (\d+), devices: \[(.*?)\]", job.output(rank))
+    assert match, job.output(rank)[-2000:]
+    assert (int(match.group(1)), int(match.group(2))) == (rank, processes)
+    assert match.group(3).count("CpuDevice") == GLOBAL_DEVICES
+  data = job.workdir / "checkpoints" / str(TOTAL_STEPS) / "data"
+  assert sorted(p.name for p in data.glob("process_*")) == [
+      f"process_{rank}-of-{processes}.json" for rank in range(processes)]
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_processes_log_the_losses_of_one_process(runs, processes):
+  want, got = main_job.records(runs[1].workdir), main_job.records(runs[processes].workdir)
+  for key in ("train/loss", "train/grad_norm", "validation/loss", "validation/accuracy",
+              "test/loss"):
+    expected, actual = main_job.last_per_step(want, key), main_job.last_per_step(got, key)
+    assert sorted(actual) == sorted(expected) and expected, key
+    np.testing.assert_allclose([actual[s] for s in sorted(actual)],
+                               [expected[s] for s in sorted(expected)], rtol=1e-4, err_msg=key)
+  assert sorted(main_job.last_per_step(got, "train/loss")) == list(range(1, TOTAL_STEPS + 1))
+
+
+# Every convolution's bias feeds a batch norm that subtracts it again: its gradient is rounding
+# noise, which Adam scales up to full steps, so it differs between any two device layouts (and
+# changes no output; the running means that absorb it differ by about 1e-4 relative).
+CANCELLED_BIAS = re.compile(r"\['Conv_\d+'\]\['bias'\]$")
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_processes_end_with_the_parameters_of_one_process(runs, processes):
+  want, got = _final_state(runs[1].workdir), _final_state(runs[processes].workdir)
+  assert int(got["step"]) == int(want["step"]) == TOTAL_STEPS
+  expected, actual = _flat(want["params"]), _flat(got["params"])
+  assert sorted(actual) == sorted(expected)
+  compared = [name for name in expected if not CANCELLED_BIAS.search(name)]
+  assert len(compared) >= len(expected) - 4
+  for name in compared:
+    np.testing.assert_allclose(actual[name], expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
+  expected, actual = _flat(want["batch_stats"]), _flat(got["batch_stats"])
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, rtol=2e-3, atol=1e-6, err_msg=name)
+
+
+def test_processes_report_the_test_results_of_one_process(runs):
+  want = json.loads((runs[1].workdir / "results.json").read_text())
+  for processes in (2, 4):
+    got = json.loads((runs[processes].workdir / "results.json").read_text())
+    assert got["step"] == want["step"] == TOTAL_STEPS
+    rows = {row["predictor"]: row for row in got["test_mfccd"]}
+    for row in want["test_mfccd"]:
+      for key, value in row.items():
+        if isinstance(value, float):
+          np.testing.assert_allclose(rows[row["predictor"]][key], value, rtol=1e-4,
+                                     err_msg=f"{processes} processes: {row['predictor']} {key}")
+
+
+def test_a_killed_process_stops_the_job_and_the_job_resumes(runs, tmp_path, tiny_data_dir,
+                                                            cache):
+  workdir = tmp_path / "killed"
+  job = Job(workdir, tiny_data_dir, cache, 2)
+  deadline = time.monotonic() + main_job.TIMEOUT
+  try:
+    while not any(s >= KILL_AFTER_STEP for s in main_job.finished_checkpoints(workdir)):
+      assert all(run.poll() is None for run in job.runs), job.output(0)[-3000:]
+      assert time.monotonic() < deadline, "no checkpoint in time"
+      time.sleep(0.05)
+    job.runs[1].send_signal(signal.SIGKILL)
+    survivor = job.runs[0].wait(timeout=main_job.TIMEOUT)
+  finally:
+    job.kill()
+  assert survivor == 1, job.output(0)[-3000:]
+  assert "process 0 of 2 stopped" in job.output(0), job.output(0)[-3000:]
+  assert "Run the same command on every process to resume" in job.output(0)
+  saved = main_job.finished_checkpoints(workdir)
+  assert saved and KILL_AFTER_STEP <= saved[-1] < TOTAL_STEPS
+
+  resumed = Job(workdir, tiny_data_dir, cache, 2)
+  resumed.finish()
+  for rank in range(2):
+    match = re.search(r"resumed from step (\d+)", resumed.output(rank))
+    assert match and int(match.group(1)) == saved[-1], resumed.output(rank)[-3000:]
+  expected, got = main_job.records(runs[2].workdir), main_job.records(workdir)
+  for key in ("train/loss", "validation/loss", "test/loss"):
+    want, have = main_job.last_per_step(expected, key), main_job.last_per_step(got, key)
+    assert sorted(have) == sorted(want), key
+    np.testing.assert_allclose([have[s] for s in sorted(have)], [want[s] for s in sorted(want)],
+                               rtol=1e-6, err_msg=key)
