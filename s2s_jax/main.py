@@ -6,8 +6,8 @@ resumes from the latest checkpoint in its workdir, which may be on Cloud Storage
 Multi-process jobs run this on every process with `--multihost`: each joins `jax.distributed`
 first, and the cluster tells it the coordinator and its rank (Cloud TPU VMs, SLURM, Open MPI),
 or `--coordinator_address`, `--num_processes` and `--process_id` do. See launch/README.md.
-If any process fails (or is killed), every other one stops within a step with exit status 1;
-running the same command again resumes the whole job from the last checkpoint.
+If any process fails (or is killed), every other one stops at its next collective with exit
+status 1; running the same command again resumes the whole job from the last checkpoint.
 """
 
 import os
