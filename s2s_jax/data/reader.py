@@ -24,6 +24,14 @@ def data_source(dataset_dir: str | os.PathLike, split: str):
   return tfds.builder_from_directory(path).as_data_source(split=split)
 
 
+def local_batch_size(global_batch_size: int, process_count: int | None = None) -> int:
+  """A host's share of a global batch split evenly over `process_count` (default: JAX's) hosts."""
+  count = jax.process_count() if process_count is None else process_count
+  if global_batch_size % count:
+    raise ValueError(f"batch size {global_batch_size} does not split over {count} hosts")
+  return global_batch_size // count
+
+
 def _training_arrays(source, rows: np.ndarray) -> dict[str, np.ndarray]:
   """The `TRAINING_KEYS` of examples `rows` of `source`, stacked: `[len(rows), ...]`."""
   examples = source.__getitems__([int(i) for i in rows])
@@ -46,10 +54,7 @@ def loader(source, batch_size: int, *, seed: int = 0, shuffle: bool = True,
   The iterator's `get_state` / `set_state` give and take its position (a small dict).
   """
   process_index = jax.process_index() if process_index is None else process_index
-  process_count = jax.process_count() if process_count is None else process_count
-  if batch_size % process_count:
-    raise ValueError(f"batch size {batch_size} does not split over {process_count} hosts")
-  local = batch_size // process_count
+  local = local_batch_size(batch_size, process_count)
   order = grain.MapDataset.range(len(source))
   if shuffle:
     order = order.shuffle(seed=seed)

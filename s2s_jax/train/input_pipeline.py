@@ -114,14 +114,6 @@ class Batches:
       self._iterator.close()
 
 
-def local_batch_size(global_batch_size: int) -> int:
-  """This host's share of a global batch (hosts split it evenly)."""
-  count = jax.process_count()
-  if global_batch_size % count:
-    raise ValueError(f"batch size {global_batch_size} does not split over {count} hosts")
-  return global_batch_size // count
-
-
 def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | None,
                   space: ParameterSpace) -> Batches:
   """This host's rows of endless shuffled global batches of `config.per_step_batch_size`.
@@ -129,7 +121,7 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
   From a dataset, the global batches are the same for any number of hosts (`reader.loader`).
   """
   if config.input == "online":
-    batch_size = local_batch_size(config.per_step_batch_size)
+    batch_size = reader.local_batch_size(config.per_step_batch_size)
     settings = online.OnlineSettings(
         mode=config.online.mode, algorithm=_online_algorithm(config),
         max_changes=config.online.max_changes, batch_size=batch_size,
