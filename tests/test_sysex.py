@@ -1,5 +1,7 @@
 """DX7 sysex messages: round trips, agreement with dexed-py, and every bad file."""
 
+import os
+import stat
 import warnings
 
 import dexed
@@ -116,3 +118,45 @@ def test_bank_message_is_what_dexed_py_loads(tmp_path):
 def test_voice_message_rejects_a_wrong_shape():
   with pytest.raises(ValueError, match="155"):
     sysex.voice_message(np.zeros(156, np.uint8))
+
+
+def test_a_file_larger_than_a_bank_is_rejected_unread(tmp_path):
+  path = tmp_path / "huge.syx"
+  with open(path, "wb") as file:  # sparse: 1 GB on paper, nothing to read
+    file.truncate(2**30)
+  with pytest.raises(sysex.SysexError, match="1073741824 bytes, more than a 32-voice bank") as e:
+    sysex.read(path)
+  assert e.value.reason == "wrong size"
+  os.mkfifo(tmp_path / "pipe.syx")  # would block a reader forever
+  with pytest.raises(sysex.SysexError, match="not a regular file"):
+    sysex.read(tmp_path / "pipe.syx")
+
+
+def test_written_files_get_the_mode_open_gives(tmp_path):
+  old = os.umask(0o022)
+  try:
+    sysex.write(tmp_path / "a.syx", _bank())
+    os.umask(0o027)
+    sysex.write(tmp_path / "b.syx", _bank())
+  finally:
+    os.umask(old)
+  assert stat.S_IMODE((tmp_path / "a.syx").stat().st_mode) == 0o644
+  assert stat.S_IMODE((tmp_path / "b.syx").stat().st_mode) == 0o640
+
+
+def _mutations():
+  """Bytes near a valid dump: a bank or voice with bytes replaced, cut or appended."""
+  valid = st.sampled_from([_bank(), sysex.voice_message(P.INIT_VOICE)])
+  return st.builds(lambda data, at, new, cut: (data[:at] + new + data[at + len(new):])[:cut],
+                   valid, st.integers(0, 4104), st.binary(max_size=8), st.integers(0, 4200))
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(data=st.one_of(st.binary(max_size=5000), _mutations()))
+def test_fuzzed_bytes_parse_or_give_a_reason(data):
+  try:
+    voices = sysex.parse(data, "fuzz.syx")
+  except sysex.SysexError as e:
+    assert e.reason in sysex.REJECT_REASONS and str(e).startswith(f"fuzz.syx: {e.reason}: ")
+  else:
+    assert voices.shape in ((1, 155), (32, 155)) and voices.dtype == np.uint8

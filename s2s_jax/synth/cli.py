@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--fractions", type=_fractions, default=(0.8, 0.1, 0.1),
                       help="train,validation,test shares of the groups")
   args = parser.parse_args(argv)
+  sys.stdout.reconfigure(errors="backslashreplace")  # whatever the terminal's encoding
   if args.max_differences < 0:
     parser.error(f"--max-differences must be >= 0, got {args.max_differences}")
   try:
@@ -39,7 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"s2s-presets: {e}", file=sys.stderr)
     sys.exit(2)
   summary = S.summarize(corpus, args.max_differences, args.seed, args.fractions)
-  print(json.dumps(summary, indent=2) if args.json else S.format_summary(summary))
+  print(printable(json.dumps(summary, indent=2) if args.json else S.format_summary(summary)))
+  if any(r.path == "." for r in corpus.rejected):  # the root itself could not be listed
+    sys.exit(1)
+
+
+def printable(text: str) -> str:
+  """`text` with the bytes of non-UTF-8 file names (surrogate escapes) spelled as \\xNN."""
+  return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 if __name__ == "__main__":

@@ -83,13 +83,16 @@ class Corpus:
     return np.nonzero(self.algorithms == algorithm)[0]
 
 
-def find_syx_files(root: pathlib.Path) -> list[pathlib.Path]:
-  """Every `.syx` file (any case) under `root`, sorted by path."""
-  return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".syx" and p.is_file())
+def find_syx_files(root: pathlib.Path) -> tuple[list[pathlib.Path], list[OSError]]:
+  """Every non-folder `.syx` (any case) under `root`, sorted by path; the folders not listable."""
+  found, errors = [], []
+  for folder, _, names in os.walk(root, onerror=errors.append):
+    found.extend(pathlib.Path(folder, n) for n in names if n.lower().endswith(".syx"))
+  return sorted(found), errors
 
 
 def read_corpus(root: str | os.PathLike) -> Corpus:
-  """Reads every `.syx` file under `root`.
+  """Reads every `.syx` file under `root`; bad files and unlistable folders are rejected.
 
   Raises:
     NotADirectoryError: `root` is not a folder.
@@ -98,7 +101,12 @@ def read_corpus(root: str | os.PathLike) -> Corpus:
   if not root.is_dir():
     raise NotADirectoryError(f"preset folder not found: {root}")
   files, rejected, blocks = [], [], []
-  for path in find_syx_files(root):
+  paths, errors = find_syx_files(root)
+  for error in errors:
+    relative = pathlib.Path(error.filename).relative_to(root).as_posix()
+    rejected.append(Rejection(relative, "unreadable", f"{error.filename}: unreadable folder: "
+                                                      f"{error.strerror or error}"))
+  for path in paths:
     relative = path.relative_to(root).as_posix()
     try:
       blocks.append(sysex.read(path))

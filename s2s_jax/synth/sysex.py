@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import tempfile
 
 import dexed
@@ -96,11 +97,20 @@ def _unpack(packed: bytes) -> np.ndarray:
 def read(path: str | os.PathLike) -> np.ndarray:
   """Reads a `.syx` file -> voices `[n, 155]` uint8 (n = 1 or 32).
 
+  A file larger than a bank, or not a regular file, is rejected from its metadata, unread.
+
   Raises:
     SysexError: the file cannot be read or is not a valid DX7 dump.
   """
   try:
-    data = pathlib.Path(path).read_bytes()
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+      raise SysexError(str(path), "unreadable", "not a regular file")
+    if info.st_size > BANK_SIZE:
+      raise SysexError(str(path), "wrong size",
+                       f"{info.st_size} bytes, more than a 32-voice bank ({BANK_SIZE})")
+    with open(path, "rb") as file:
+      data = file.read(BANK_SIZE + 1)
   except OSError as e:
     raise SysexError(str(path), "unreadable", e.strerror or str(e)) from e
   return parse(data, str(path))
@@ -132,14 +142,25 @@ def bank_message(voices: np.ndarray) -> bytes:
 
 
 def write(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to `path` atomically: an existing file is replaced whole or kept."""
+  """Writes `data` to `path` atomically: an existing file is replaced whole or kept.
+
+  The file gets the mode `open()` would give it (0666 less the umask), not mkstemp's 0600.
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "wb") as f:
       f.write(data)
     os.replace(tmp, path)
   except BaseException:
     os.unlink(tmp)
     raise
+
+
+def _umask() -> int:
+  """The process's umask (read by setting it, then restoring it)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
