@@ -197,3 +197,31 @@ def test_tfds_command_line_builds_what_the_tf_free_reader_loads(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   built = tmp_path / "dexed_presets" / "tiny" / "1.0.0"
   assert len(reader.data_source(built, "train")) == 51
+
+
+def test_a_build_spilling_to_disk_needs_no_tensorflow(tmp_path, tiny_dataset):
+  """TFDS spills its shuffle buffer to disk above MAX_MEM_BUFFER_SIZE (1 GB): shrunk here."""
+  script = f"""
+import importlib.machinery, sys
+class NoTensorFlow(importlib.machinery.PathFinder):  # as if TensorFlow were not installed
+  @classmethod
+  def find_spec(cls, name, path=None, target=None):
+    return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
+sys.meta_path = [NoTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+from absl import app
+from tensorflow_datasets.core import shuffle
+from s2s_jax.data import build
+shuffle.MAX_MEM_BUFFER_SIZE = 100_000  # a few examples
+sys.argv = ["build", "--config=tiny", "--data_dir={tmp_path}"]
+app.run(build.main)
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  for split in ("train", "test"):
+    spilled = reader.data_source(tmp_path / "dexed_presets" / "tiny" / "1.0.0", split)
+    in_memory = reader.data_source(tiny_dataset, split)
+    assert len(spilled) == len(in_memory)
+    for i in range(len(spilled)):
+      for key in ("audio_pcm", "labels", "voice"):
+        np.testing.assert_array_equal(spilled[i][key], in_memory[i][key])

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -166,17 +167,75 @@ def test_a_pitched_input_is_matched_at_its_pitch(matched, sounds):
     assert "A3" in entry["pitch"]["note"]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.wav", "missing.wav: no such file"),
-    (lambda d: (d / "silent.wav", soundfile.write(d / "silent.wav", np.zeros(4800), 48_000))[0],
-     "silent.wav: the sound is silent"),
-])
-def test_s2s_match_rejects_bad_input_before_writing_anything(tmp_path, tiny_model, sounds, make,
-                                                             message):
+def test_a_batch_matches_every_good_input_and_reports_each_bad_one(tmp_path, tiny_model, sounds):
+  bad = {"missing.wav": "missing.wav: no such file",
+         "silent.wav": "silent.wav: the sound is silent",
+         "slow.wav": "slow.wav: sample rate 1 Hz is outside 8000..384000 Hz",
+         "summary.wav": "summary.wav: the name 'summary' is kept for summary.json"}
+  soundfile.write(tmp_path / "silent.wav", np.zeros(4800), 48_000)
+  soundfile.write(tmp_path / "slow.wav", np.random.default_rng(0).normal(0, 0.3, 3000), 1)
+  shutil.copy(sounds["dexed"], tmp_path / "summary.wav")
   out = tmp_path / "out"
-  result = _s2s_match(sounds["dexed"], make(tmp_path), "--model", tiny_model, "--out", out)
-  assert result.returncode == 2 and message in result.stderr
-  assert "Traceback" not in result.stderr and not out.exists()
+  result = _s2s_match(tmp_path / "missing.wav", sounds["dexed"], tmp_path / "silent.wav",
+                      tmp_path / "slow.wav", tmp_path / "summary.wav", "--model", tiny_model,
+                      "--out", out, "--top-k", "1", "--refine-renders", "0")
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+  failures = [line for line in result.stderr.splitlines() if line.startswith("s2s-match: failed:")]
+  assert len(failures) == 4 and all(m in result.stderr for m in bad.values()), result.stderr
+  assert "4 of 5 input(s) failed" in result.stderr
+  assert sorted(p.name for p in out.iterdir()) == [
+      "dexed.json", "dexed.png", "dexed.syx", "dexed.wav", "summary.json"]
+  assert [e["name"] for e in json.loads((out / "summary.json").read_text())] == ["dexed"]
+
+
+def _unprivileged() -> list[str]:
+  """A command prefix without root's power to write anywhere (nothing if not root)."""
+  return (["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0
+          else [])
+
+
+def test_an_unusable_output_folder_stops_the_run_before_the_models_load(tmp_path, sounds):
+  (tmp_path / "file").write_bytes(b"mine")
+  (tmp_path / "locked").mkdir(mode=0o555)
+  (tmp_path / "taken" / "dexed.png").mkdir(parents=True)
+  cases = [(tmp_path / "file", "file: --out is a file, not a folder"),
+           (tmp_path / "locked", "locked: the output folder is not writable (Permission denied)"),
+           (tmp_path / "locked" / "sub", "sub: the output folder is not writable"),
+           (tmp_path / "taken", "dexed.png: a folder is where an output goes")]
+  for out, message in cases:  # the model does not exist: its error would come after
+    result = subprocess.run(
+        [*_unprivileged(), sys.executable, "-m", "s2s_jax.match.cli", sounds["dexed"], "--out",
+         out, "--model", tmp_path / "no model"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
+    assert "no model" not in result.stderr and "Traceback" not in result.stderr
+  assert (tmp_path / "file").read_bytes() == b"mine"
+
+
+def test_s2s_match_never_replaces_an_input_or_earlier_files_and_merges_summary(
+    tmp_path, tiny_model, sounds):
+  fast = ("--model", tiny_model, "--top-k", "1", "--refine-renders", "0")
+  first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+  shutil.copy(sounds["dexed"], first)
+  shutil.copy(sounds["dexed"], second)
+  out = tmp_path / "out"
+  assert _s2s_match(first, "--out", out, *fast).returncode == 0
+  before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+  again = _s2s_match(first, "--out", out, *fast)
+  assert again.returncode == 2 and "first.syx: already exists (and 3 more" in again.stderr
+  assert "--overwrite" in again.stderr
+  assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+  into_inputs = _s2s_match(first, "--out", tmp_path, "--overwrite", *fast)
+  assert into_inputs.returncode == 2 and "would replace this input" in into_inputs.stderr
+  assert first.read_bytes() == pathlib.Path(sounds["dexed"]).read_bytes()
+
+  assert _s2s_match(second, "--out", out, *fast).returncode == 0
+  assert _s2s_match(first, "--out", out, "--overwrite", *fast).returncode == 0
+  summary = json.loads((out / "summary.json").read_text())
+  assert [e["name"] for e in summary] == ["first", "second"]
+  assert {p.name for p in out.iterdir()} == {"summary.json"} | {
+      f"{n}.{e}" for n in ("first", "second") for e in ("syx", "json", "wav", "png")}
+  assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in out.iterdir())
 
 
 def test_s2s_match_rejects_bad_models_and_options(tmp_path, tiny_model, sounds):

@@ -16,6 +16,8 @@ import time
 import urllib.parse
 from concurrent import futures
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import requests
@@ -30,6 +32,7 @@ from s2s_jax.synth import sysex
 READY = re.compile(r"s2s-serve: listening on (http://\S+) \(1 model\)")
 FAST = ("--refine-renders", "16", "--top-k", "2")
 TIMEOUT = 120  # seconds for any one request
+BODY_SECONDS = 4  # the test server's deadline for a request body
 
 
 @contextlib.contextmanager
@@ -78,7 +81,8 @@ def rendered_sound(renderer, voices) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
-  with running_server(tiny_model, "--max-upload-mb", "1", "--max-pending", "1") as url:
+  with running_server(tiny_model, "--max-upload-mb", "1", "--max-pending", "1",
+                      "--body-timeout", str(BODY_SECONDS)) as url:
     yield url
 
 
@@ -289,3 +293,101 @@ def test_results_keep_only_the_latest(tmp_path):
   assert not (tmp_path / result_id).exists()
   results.close()
   assert tmp_path.exists()  # not the server's own folder: left in place
+
+
+def _raw(url: str, request: bytes, wait: float = TIMEOUT) -> tuple[int, dict | None]:
+  """Sends `request` as bytes over one socket -> (status, JSON body or None) of the answer."""
+  parts = urllib.parse.urlsplit(url)
+  with socket.create_connection((parts.hostname, parts.port), timeout=wait) as sock:
+    sock.sendall(request)
+    answer = b""
+    while chunk := sock.recv(65536):
+      answer += chunk
+  head, _, body = answer.partition(b"\r\n\r\n")
+  is_json = b"content-type: application/json" in head.lower()
+  return int(head.split()[1]), json.loads(body) if is_json else None
+
+
+def _post(path: str, body: bytes, content_type: bytes, length: int | None = None) -> bytes:
+  return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+          b"Content-Type: " + content_type + b"\r\nContent-Length: "
+          + str(len(body) if length is None else length).encode() + b"\r\n\r\n" + body)
+
+
+def _part(boundary: bytes, data: bytes = b"RIFF") -> bytes:
+  return (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; '
+          b'filename="a.wav"\r\n\r\n' + data + b"\r\n--" + boundary + b"--\r\n")
+
+
+def test_stalled_uploads_hold_no_slot_and_time_out(server, sound):
+  form = _part(b"b", sound)
+  parts = urllib.parse.urlsplit(server)
+  stalled = []
+  for _ in range(4):  # more than max_pending (1): a header and part of the body, then silence
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT)
+    sock.sendall(_post("/match", form[:200], b"multipart/form-data; boundary=b", len(form)))
+    stalled.append(sock)
+  started = time.monotonic()
+  response = requests.post(server + "/match", files={"file": ("s.wav", sound)}, timeout=TIMEOUT)
+  assert response.status_code == 200, response.text
+  for sock in stalled:
+    with sock:
+      status = int(sock.recv(65536).split()[1])
+    assert status == 408
+  assert time.monotonic() - started < BODY_SECONDS + TIMEOUT
+  assert requests.get(server + "/ping", timeout=TIMEOUT).json()["pending"] == 0
+
+
+def test_a_body_shorter_than_its_length_times_out(server):
+  started = time.monotonic()
+  status, body = _raw(server, _post("/", b"--b\r\n", b"multipart/form-data; boundary=b", 1000))
+  assert status == 408 and f"within {BODY_SECONDS} s" in body["error"]
+  assert BODY_SECONDS - 0.5 < time.monotonic() - started < BODY_SECONDS + 30
+
+
+@pytest.mark.parametrize("request_bytes, status, message", [
+    (_post("/match", _part(b"other"), b"multipart/form-data; boundary=b"), 400,
+     "malformed multipart/form-data body"),
+    (_post("/match", b'--b\r\nContent-Disposition: form-data; name="file"\r\nX: y',
+           b"multipart/form-data; boundary=b"), 400, "no sound file"),
+    (_post("/match", _part(b"x" * 5000), b"multipart/form-data; boundary=" + b"x" * 5000), 400,
+     "Boundary length 5000 exceeds maximum"),
+    (_post("/", b"abc", b"multipart/form-data"), 400, "Missing boundary"),
+    (b"GET /static/%00 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", 404, "Not Found"),
+    (b"GET /results/%00/%00 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", 404,
+     "no such result file"),
+])
+def test_malformed_requests_are_4xx_never_500(server, request_bytes, status, message):
+  answer = _raw(server, request_bytes)
+  assert answer[0] == status and message in answer[1]["error"], answer
+
+
+_FORM_BYTES = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda name, filename, data: (
+        b'--b\r\nContent-Disposition: form-data; name="' + name + b'"; filename="' + filename
+        + b'"\r\n\r\n' + data + b"\r\n--b--\r\n"),
+        st.sampled_from([b"file", b"Upload File", b"x", b""]), st.binary(max_size=20),
+        st.binary(max_size=200)))
+
+
+@hypothesis.settings(max_examples=60, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(path=st.sampled_from(["/", "/match"]), body=_FORM_BYTES,
+                  content_type=st.sampled_from([b"multipart/form-data; boundary=b",
+                                                b"multipart/form-data", b"text/plain",
+                                                b"multipart/form-data; boundary=\"b\""]))
+def test_fuzzed_uploads_get_a_json_answer_never_500(server, path, body, content_type):
+  status, answer = _raw(server, _post(path, body, content_type))
+  assert status in (400, 413, 422, 503) and answer["error"], (status, answer)
+
+
+@hypothesis.settings(max_examples=60, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(path=st.text(st.characters(codec="utf-8"), max_size=40).map(
+    lambda t: urllib.parse.quote(t, safe="/%.")))
+def test_fuzzed_paths_get_a_json_answer_never_500(server, path):
+  for prefix in ("/static/", "/results/", "/"):
+    status, answer = _raw(server, b"GET " + (prefix + path).encode() +
+                          b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    assert status in (200, 404, 405) and (status == 200 or answer["error"]), (prefix + path)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle
 
 from s2s_jax.audio import storage
 from s2s_jax.audio.spec import FeatureSpec
@@ -30,6 +33,20 @@ from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 
 CHUNK = 32  # voices rendered, encoded and weighted together
+
+
+class _NeverRaised(Exception):
+  """Stands for tf.errors.ResourceExhaustedError, which only TensorFlow's files raise."""
+
+
+# TFDS spills examples beyond `shuffle.MAX_MEM_BUFFER_SIZE` (1 GB) to bucket files through
+# `tf.io.gfile`, which fails with TensorFlow absent; epath opens the same paths without it.
+shuffle.tf = types.SimpleNamespace(
+    io=types.SimpleNamespace(gfile=types.SimpleNamespace(
+        GFile=lambda path, mode: epath.Path(path).open(mode),
+        exists=lambda path: epath.Path(path).exists(),
+        remove=lambda path: epath.Path(path).unlink())),
+    errors=types.SimpleNamespace(ResourceExhaustedError=_NeverRaised))
 
 
 @dataclasses.dataclass(kw_only=True)

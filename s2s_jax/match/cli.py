@@ -1,15 +1,16 @@
 """`s2s-match AUDIO... --model WORKDIR... --out DIR`: a Dexed preset for each sound.
 
 For each input NAME this writes DIR/NAME.syx, NAME.json, NAME.wav and NAME.png (see
-`match.export`), then DIR/summary.json: per input the chosen algorithm and model, MFCCD-13 and
-MFCCD-30 before and after refinement, the pitch handling and the time spent. Every input is read
-and checked before any model loads, so a bad file stops the run before anything is written.
+`match.export`), and adds to DIR/summary.json: per input the chosen algorithm and model,
+MFCCD-13 and MFCCD-30 before and after refinement, the pitch handling and the time spent.
+Every input is read and checked, and the output folder too, before any model loads: a bad input
+is reported (file and reason) and the others are matched, then the exit status is 1; a folder
+that cannot take the outputs (or files already there, without --overwrite) stops the run (2).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -23,7 +24,6 @@ from s2s_jax.match import models
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
-from s2s_jax.synth import sysex
 
 
 def parse_algorithms(text: str) -> tuple[int, ...]:
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("audio", nargs="+", help="sound files (wav, flac, ogg, mp3, aiff, ...)")
   parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                       help="output folder: NAME.syx/.json/.wav/.png per input, summary.json")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace outputs already in DIR (inputs are never replaced)")
   add_match_arguments(parser)
   args = parser.parse_args(argv)
 
@@ -97,24 +99,56 @@ def main(argv: list[str] | None = None) -> int:
     if stem in names:
       parser.error(f"{names[stem]} and {path} would both write {stem}.*: rename one")
     names[stem] = path
+  targets, failed = {}, 0
+  for path in args.audio:
+    try:
+      targets[path] = _load_target(path)
+    except target_lib.TargetError as e:
+      failed += _failure(e)
+  if not targets:
+    return _finish(failed, len(args.audio))
   try:
-    targets = [target_lib.load_target(path) for path in args.audio]
+    summary = export.check_out_dir(args.out, [t.name for t in targets.values()], args.audio,
+                                   args.overwrite)
     matcher = create_matcher(args)
-  except (target_lib.TargetError, models.ModelError, ValueError, FileNotFoundError) as e:
+  except (export.OutputError, models.ModelError, ValueError, FileNotFoundError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
 
-  summary = []
-  for path, target in zip(args.audio, targets):
+  for path, target in targets.items():
     started = time.perf_counter()
     match = matcher.match(target)
-    outputs = export.write_outputs(args.out, match, target, matcher.renderer)
+    try:
+      outputs = export.write_outputs(args.out, match, target, matcher.renderer, args.overwrite)
+    except OSError as e:
+      failed += _failure(e)
+      continue
     entry = export.summary_entry(match, target, path, outputs)
     entry["seconds"] = time.perf_counter() - started
     summary.append(entry)
+    export.write_summary(args.out, summary)
     print(_line(entry), flush=True)
-  sysex.write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-  return 0
+  return _finish(failed, len(args.audio))
+
+
+def _load_target(path: str) -> target_lib.Target:
+  if pathlib.Path(path).stem == export.RESERVED_NAME:
+    raise target_lib.TargetError(f"{path}: the name {export.RESERVED_NAME!r} is kept for "
+                                 f"{export.SUMMARY}; rename the file")
+  return target_lib.load_target(path)
+
+
+def _failure(error: Exception) -> int:
+  """Reports one input that could not be matched; 1 (the count of failures it adds)."""
+  print(f"s2s-match: failed: {error}", file=sys.stderr, flush=True)
+  return 1
+
+
+def _finish(failed: int, inputs: int) -> int:
+  """The exit status: 1 if any input failed (said once more at the end), else 0."""
+  if failed:
+    print(f"s2s-match: {failed} of {inputs} input(s) failed", file=sys.stderr)
+  return int(bool(failed))
 
 
 def _line(entry: dict) -> str:

@@ -48,30 +48,34 @@ def load_target(path: str | os.PathLike, settings: RenderSettings = RenderSettin
   """Reads and prepares one sound file; TargetError if it cannot be matched.
 
   Errors name the file as `source` (default: its path; a server names the upload instead).
+  Only the render length after the leading silence is decoded.
   """
   source = source or str(path)
   try:
-    audio = io.read_audio(path, settings.sample_rate)
+    clip = io.read_audio(path, settings.sample_rate, settings.render_seconds, start_db=TRIM_DB)
   except io.AudioReadError as e:
     raise TargetError(str(e).replace(str(path), source)) from None
-  return prepare_target(audio, settings, name or pathlib.Path(path).stem, source=source)
+  _check_loud(clip.peak, source)
+  return prepare_target(clip.audio, settings, name or pathlib.Path(path).stem, source=source,
+                        seconds=clip.seconds)
 
 
 def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
-                   source: str) -> Target:
-  """Mono audio `[samples]` at the render rate -> Target; errors name `source`."""
+                   source: str, seconds: float | None = None) -> Target:
+  """Mono audio `[samples]` at the render rate -> Target; errors name `source`.
+
+  `seconds`: the sound's length after its leading silence, when `audio` is only its start.
+  """
   audio = np.asarray(audio, np.float32)
   if audio.ndim != 1 or audio.size == 0:
     raise TargetError(f"{source}: no audio samples")
   if not np.all(np.isfinite(audio)):
     raise TargetError(f"{source}: the audio holds NaN or infinite samples")
   peak = float(np.max(np.abs(audio)))
-  if peak < SILENCE_PEAK:
-    raise TargetError(f"{source}: the sound is silent (peak {_dbfs(peak)} dBFS, below "
-                      f"{_dbfs(SILENCE_PEAK)} dBFS)")
+  _check_loud(peak, source)
   start = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
   audio = audio[start:]
-  seconds = len(audio) / settings.sample_rate
+  seconds = len(audio) / settings.sample_rate if seconds is None else seconds
   if seconds < MIN_SECONDS:
     raise TargetError(f"{source}: too short, {seconds:.3f} s of sound after leading silence "
                       f"(at least {MIN_SECONDS} s needed)")
@@ -79,6 +83,12 @@ def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
   fitted[:min(len(audio), settings.num_samples)] = audio[:settings.num_samples]
   return Target(name=name, audio=fitted, seconds=seconds,
                 pitch=pitch_lib.estimate_pitch(audio, settings.sample_rate))
+
+
+def _check_loud(peak: float, source: str) -> None:
+  if peak < SILENCE_PEAK:
+    raise TargetError(f"{source}: the sound is silent (peak {_dbfs(peak)} dBFS, below "
+                      f"{_dbfs(SILENCE_PEAK)} dBFS)")
 
 
 def _dbfs(level: float) -> str:

@@ -7,9 +7,11 @@ Routes:
 - `GET /results/<id>/<file>`: those files (the input as received, .syx, .json, .wav, .png);
 - `GET /ping`: health; `GET /`: the web page (upload or record a sound, listen, download).
 
-Errors are JSON {"error": message}: 400 no sound file, 413 too large, 422 not a matchable
-sound, 503 busy (with Retry-After), 404, 405, 500. One worker thread matches one sound at a
-time; at most `max_pending` requests wait or run, the others are turned away at once.
+Errors are JSON {"error": message}: 400 no sound file or a malformed form, 408 a body that did
+not arrive in time, 413 too large, 422 not a matchable sound, 503 busy (with Retry-After), 404,
+405, 500. Every body must arrive within `body_seconds`. One worker thread matches one sound at a
+time; at most `max_pending` requests whose body has arrived wait or run, the others are turned
+away at once (so clients that stall while uploading hold no slot).
 """
 
 from __future__ import annotations
@@ -91,11 +93,12 @@ class Service:
   """The matcher behind the routes: upload limits, the pending count, the worker thread."""
 
   def __init__(self, matcher: Matcher, results: Results, max_upload_bytes: int,
-               max_pending: int):
+               max_pending: int, body_seconds: float):
     self.matcher = matcher
     self.results = results
     self.max_upload_bytes = max_upload_bytes
     self.max_pending = max_pending
+    self.body_seconds = body_seconds
     self.pending = 0
     self.retry_after = 10  # seconds: then the last request's time on the worker
     self._worker = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2s-match")
@@ -149,27 +152,44 @@ class Service:
 
   @contextlib.asynccontextmanager
   async def _upload(self, request: Request, fields: tuple[str, ...]):
-    """Yields the request's sound file, holding a pending slot; 413 / 503 / 400 otherwise."""
+    """Yields the request's sound file, holding a pending slot; 400 / 408 / 413 / 503 otherwise.
+
+    The slot is taken only once the whole body has arrived.
+    """
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > self.max_upload_bytes:
       raise self._too_large()
-    if self.pending >= self.max_pending:
-      raise HTTPException(503, f"busy: {self.pending} sound(s) being matched or waiting; retry "
-                               f"in {self.retry_after} s", {"Retry-After": str(self.retry_after)})
-    self.pending += 1
     try:
-      async with Request(request.scope, self._limited(request.receive)).form() as form:
-        yield _sound_file(form, fields)
+      form = await Request(request.scope, self._limited(request.receive)).form()
+    except ValueError as e:  # python-multipart's parse errors
+      raise HTTPException(400, f"malformed multipart/form-data body: {e}") from None
+    try:
+      sound = _sound_file(form, fields)
+      if self.pending >= self.max_pending:
+        raise HTTPException(503, f"busy: {self.pending} sound(s) being matched or waiting; "
+                                 f"retry in {self.retry_after} s",
+                            {"Retry-After": str(self.retry_after)})
+      self.pending += 1
+      try:
+        yield sound
+      finally:
+        self.pending -= 1
     finally:
-      self.pending -= 1
+      await form.close()
 
   def _limited(self, receive):
-    """`receive` that fails with 413 once the body exceeds the limit (chunked uploads)."""
+    """`receive` failing with 413 once the body exceeds the limit (chunked uploads), and with
+    408 once `body_seconds` have passed (stalled clients, bodies shorter than announced)."""
     received = 0
+    deadline = time.monotonic() + self.body_seconds
 
     async def limited_receive():
       nonlocal received
-      message = await receive()
+      try:
+        message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+      except asyncio.TimeoutError:
+        raise HTTPException(408, f"the request body did not arrive within {self.body_seconds:g} "
+                                 "s") from None
       received += len(message.get("body", b""))
       if received > self.max_upload_bytes:
         raise self._too_large()
@@ -212,8 +232,8 @@ class Service:
 
 
 def create_app(matcher: Matcher, *, max_upload_bytes: int = 20 * 2**20, max_pending: int = 4,
-               results_dir: str | pathlib.Path | None = None, keep_results: int = 64
-               ) -> Starlette:
+               results_dir: str | pathlib.Path | None = None, keep_results: int = 64,
+               body_seconds: float = 60.0) -> Starlette:
   """The application serving `matcher`.
 
   Args:
@@ -222,11 +242,13 @@ def create_app(matcher: Matcher, *, max_upload_bytes: int = 20 * 2**20, max_pend
     max_pending: requests that may wait or run at once; more are refused (503).
     results_dir: where /match writes its files; default a temporary folder removed at shutdown.
     keep_results: how many matches' files are kept (the oldest are deleted).
+    body_seconds: a request body must arrive within this time (408 otherwise).
   """
-  if min(max_upload_bytes, max_pending, keep_results) < 1:
-    raise ValueError("max_upload_bytes, max_pending and keep_results must be >= 1")
+  if min(max_upload_bytes, max_pending, keep_results) < 1 or not body_seconds > 0:
+    raise ValueError("max_upload_bytes, max_pending and keep_results must be >= 1, "
+                     "body_seconds > 0")
   service = Service(matcher, Results(results_dir, keep_results),
-                    max_upload_bytes, max_pending)
+                    max_upload_bytes, max_pending, body_seconds)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -242,10 +264,20 @@ def create_app(matcher: Matcher, *, max_upload_bytes: int = 20 * 2**20, max_pend
       Route("/ping", service.ping, methods=["GET"]),
       Route("/match", service.match, methods=["POST"]),
       Route("/results/{result_id}/{filename}", service.result_file, methods=["GET"]),
-      Mount("/static", StaticFiles(directory=STATIC), name="static"),
+      Mount("/static", _StaticFiles(directory=STATIC), name="static"),
   ]
   return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
       HTTPException: _http_error, ClientDisconnect: _client_gone, Exception: _internal_error})
+
+
+class _StaticFiles(StaticFiles):
+  """StaticFiles answering 404, not 500, for paths the file system refuses (a null byte)."""
+
+  async def get_response(self, path: str, scope) -> FileResponse:
+    try:
+      return await super().get_response(path, scope)
+    except ValueError:
+      raise HTTPException(404) from None
 
 
 def _sound_file(form, fields: tuple[str, ...]) -> UploadFile:

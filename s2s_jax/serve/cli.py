@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                       metavar="MB", help="largest accepted upload in MiB (default 20)")
   parser.add_argument("--max-pending", type=match_cli.bounded(int, 1), default=4, metavar="N",
                       help="requests matched or waiting at once; more get 503 (default 4)")
+  parser.add_argument("--body-timeout", type=match_cli.bounded(float, 0.1), default=60.0,
+                      metavar="S", help="seconds a request's body may take to arrive; slower "
+                      "ones get 408 (default 60)")
   match_cli.add_match_arguments(parser)
   args = parser.parse_args(argv)
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"s2s-serve: error: {e}", file=sys.stderr)
     return 2
   app = app_lib.create_app(matcher, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                           max_pending=args.max_pending)
+                           max_pending=args.max_pending, body_seconds=args.body_timeout)
   sock.listen(128)
   count = len(args.model)
   print(f"s2s-serve: listening on {_url(sock)} ({count} model{'s' * (count != 1)})",
