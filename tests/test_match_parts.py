@@ -8,6 +8,8 @@ import pytest
 import soundfile
 
 from s2s_jax.match import candidates
+from s2s_jax.match import export
+from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import pitch
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import params as P
@@ -158,3 +160,17 @@ def test_bad_inputs_are_named_and_explained(tmp_path, make, message):
   with pytest.raises(target_lib.TargetError, match=message) as error:
     target_lib.load_target(path)
   assert str(path) in str(error.value)
+
+
+def test_the_match_wav_follows_the_input_up_to_its_bound(tmp_path, renderer):
+  rate = renderer.settings.sample_rate
+  audio = renderer.render(P.INIT_VOICE)
+  match = matcher_lib.Match(name="m", voice=P.INIT_VOICE, algorithm=1, model="", network={},
+                            refined=None, retuning=None, candidates=1, refine_renders=0,
+                            seconds=0.0)
+  for seconds, expected in ((2.5, 2.5), (120.0, export.MAX_WAV_SECONDS)):
+    target = target_lib.prepare_target(audio, renderer.settings, "m", "m", seconds=seconds)
+    assert len(export.match_rendering(match, target, renderer)) == round(expected * rate)
+  path = tmp_path / "long.wav"  # 3 minutes of a held tone: the target keeps its length
+  soundfile.write(path, np.tile(audio[:rate], 180), rate, subtype="PCM_16")
+  assert target_lib.load_target(path).seconds == pytest.approx(180.0, abs=0.01)
