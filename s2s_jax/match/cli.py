@@ -18,9 +18,9 @@ import time
 
 import jax
 
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
-from s2s_jax.match import models
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
@@ -77,7 +77,7 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
             if args.refine_renders else None)
   return matcher_lib.Matcher(
-      [models.load_model(w) for w in args.model],
+      [workdir_lib.load_model(w) for w in args.model],
       matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
                                 seed=args.seed), renderer)
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = export.check_out_dir(args.out, [t.name for t in targets.values()], args.audio,
                                    args.overwrite)
     matcher = create_matcher(args)
-  except (export.OutputError, models.ModelError, ValueError, FileNotFoundError) as e:
+  except (export.OutputError, workdir_lib.ModelError, ValueError, FileNotFoundError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
 
