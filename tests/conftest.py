@@ -17,6 +17,16 @@ SHARED_PRESETS = pathlib.Path(os.environ.get(
 
 
 @pytest.fixture(scope="session")
+def unprivileged() -> list[str]:
+  """A command prefix that takes root's power over file modes away (nothing if not root).
+
+  The process stays uid 0, so it can still run this interpreter; folder modes bind it.
+  """
+  return (["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0
+          else [])
+
+
+@pytest.fixture(scope="session")
 def renderer() -> render.DexedRenderer:
   return render.DexedRenderer()
 

@@ -125,11 +125,9 @@ def test_speed_benchmark_runs_every_benchmark_side_by_side(tmp_path):
     assert (tmp_path / f"{name}.json").exists()
 
 
-def _presets(folder, *options, unprivileged=False):
-  """`s2s-presets` under a strict UTF-8 stdout; `unprivileged`: without root's file access."""
-  drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if (
-      unprivileged and os.geteuid() == 0) else []
-  return subprocess.run([*drop, sys.executable, "-m", "s2s_jax.synth.cli", str(folder), *options],
+def _presets(folder, *options, prefix=()):
+  """`s2s-presets` under a strict UTF-8 stdout, its command after `prefix`."""
+  return subprocess.run([*prefix, sys.executable, "-m", "s2s_jax.synth.cli", str(folder), *options],
                         capture_output=True, text=True, timeout=300,
                         env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
 
@@ -142,19 +140,19 @@ def test_s2s_presets_prints_names_that_are_not_utf8(tmp_path):
   assert json.loads(as_json.stdout)["rejected"][0]["path"] == os.fsdecode(b"\xff.syx")
 
 
-def test_s2s_presets_rejects_unreadable_folders(tmp_path, random_voices):
+def test_s2s_presets_rejects_unreadable_folders(tmp_path, random_voices, unprivileged):
   sysex.write(tmp_path / "A" / "one.syx", sysex.bank_message(random_voices[:32]))
   sysex.write(tmp_path / "locked" / "two.syx", sysex.bank_message(random_voices[32:]))
   (tmp_path / "locked").chmod(0)
   try:
-    result = _presets(tmp_path, "--json", unprivileged=True)
+    result = _presets(tmp_path, "--json", prefix=unprivileged)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["files_read"] == 1 and summary["files_rejected"] == {"unreadable": 1}
     assert summary["rejected"][0]["path"] == "locked"
     assert "locked: unreadable folder: Permission denied" in summary["rejected"][0]["message"]
     tmp_path.chmod(0)
-    result = _presets(tmp_path, unprivileged=True)
+    result = _presets(tmp_path, prefix=unprivileged)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"rejected: {tmp_path}: unreadable folder: Permission denied" in result.stdout
   finally:

@@ -188,13 +188,8 @@ def test_a_batch_matches_every_good_input_and_reports_each_bad_one(tmp_path, tin
   assert [e["name"] for e in json.loads((out / "summary.json").read_text())] == ["dexed"]
 
 
-def _unprivileged() -> list[str]:
-  """A command prefix without root's power to write anywhere (nothing if not root)."""
-  return (["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0
-          else [])
-
-
-def test_an_unusable_output_folder_stops_the_run_before_the_models_load(tmp_path, sounds):
+def test_an_unusable_output_folder_stops_the_run_before_the_models_load(tmp_path, sounds,
+                                                                      unprivileged):
   (tmp_path / "file").write_bytes(b"mine")
   (tmp_path / "locked").mkdir(mode=0o555)
   (tmp_path / "taken" / "dexed.png").mkdir(parents=True)
@@ -204,7 +199,7 @@ def test_an_unusable_output_folder_stops_the_run_before_the_models_load(tmp_path
            (tmp_path / "taken", "dexed.png: a folder is where an output goes")]
   for out, message in cases:  # the model does not exist: its error would come after
     result = subprocess.run(
-        [*_unprivileged(), sys.executable, "-m", "s2s_jax.match.cli", sounds["dexed"], "--out",
+        [*unprivileged, sys.executable, "-m", "s2s_jax.match.cli", sounds["dexed"], "--out",
          out, "--model", tmp_path / "no model"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
     assert "no model" not in result.stderr and "Traceback" not in result.stderr
