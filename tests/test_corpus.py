@@ -10,6 +10,7 @@ from s2s_jax.synth import generate
 from s2s_jax.synth import params as P
 from s2s_jax.synth import splits as S
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +21,13 @@ def folder(tmp_path_factory, random_voices):
   (root / "Keys" / "Old").mkdir(parents=True)
   bank_a = random_voices[:32]
   bank_b = np.concatenate([random_voices[32:63], random_voices[:1]])  # voice 0 again
-  sysex.write(root / "Brass" / "A.syx", sysex.bank_message(bank_a))
+  files.write_atomic(root / "Brass" / "A.syx", sysex.bank_message(bank_a))
   quirk = bytearray(sysex.bank_message(bank_b))
   quirk[4] = 0x10
   (root / "Keys" / "Old" / "B.SYX").write_bytes(bytes(quirk))
-  sysex.write(root / "Keys" / "single.syx", sysex.voice_message(random_voices[63]))
-  sysex.write(root / "Keys" / "dup.syx", sysex.voice_message(P.with_name(random_voices[5], "COPY")))
+  files.write_atomic(root / "Keys" / "single.syx", sysex.voice_message(random_voices[63]))
+  files.write_atomic(root / "Keys" / "dup.syx",
+                     sysex.voice_message(P.with_name(random_voices[5], "COPY")))
   good = sysex.bank_message(bank_a)
   bad = {"empty.syx": b"", "text.syx": b"hello", "roland.syx": bytes([0xF0, 0x41] + [0] * 10),
          "short.syx": good[:3000], "long.syx": good + b"\xf7", "sum.syx": good[:-2] + bytes(
@@ -50,18 +52,14 @@ def test_reads_valid_files_and_counts_rejections(folder):
 def test_distinct_voices_keep_their_sources_and_theme(folder, random_voices):
   corpus = C.read_corpus(folder)
   np.testing.assert_array_equal(corpus.voices[:, :145], random_voices[:, :145])
-  assert corpus.sources(0) == [("Brass/A.syx", 0), ("Keys/Old/B.SYX", 31)]
-  assert corpus.sources(5) == [("Brass/A.syx", 5), ("Keys/dup.syx", 0)]
   assert corpus.themes[0] == "Brass" and corpus.themes[40] == "Keys/Old"
   assert corpus.themes[63] == "Keys"
   assert P.voice_name(corpus.voices[5]) == P.voice_name(random_voices[5])
 
 
-def test_algorithm_subsets(folder, random_voices):
-  corpus = C.read_corpus(folder)
-  for algorithm in range(32):
-    subset = corpus.algorithm_subset(algorithm)
-    np.testing.assert_array_equal(subset, [algorithm, algorithm + 32])
+def test_algorithms_are_1_based(folder, random_voices):
+  corpus = C.read_corpus(folder)  # random_voices: algorithms 1..32, twice over
+  np.testing.assert_array_equal(corpus.algorithms, np.tile(np.arange(1, 33), 2))
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

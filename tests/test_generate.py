@@ -29,11 +29,11 @@ def test_mutate_changes_exactly_the_requested_number_of_parameters(random_voices
 
 
 def test_random_walk_is_audible_seeded_and_keeps_the_algorithm(renderer):
-  voices = generate.random_walk(renderer, 25, seed=3, algorithm=6, walk_length=10, max_changes=2)
+  voices = generate.random_walk(renderer, 25, seed=3, algorithm=7, walk_length=10, max_changes=2)
   assert voices.shape == (25, 155) and (voices[:, P.ALGORITHM_BYTE] == 6).all()
   assert generate.is_audible(render.render_batch(renderer, voices)).all()
-  np.testing.assert_array_equal(voices, generate.random_walk(renderer, 25, seed=3, algorithm=6))
-  assert not np.array_equal(voices, generate.random_walk(renderer, 25, seed=4, algorithm=6))
+  np.testing.assert_array_equal(voices, generate.random_walk(renderer, 25, seed=3, algorithm=7))
+  assert not np.array_equal(voices, generate.random_walk(renderer, 25, seed=4, algorithm=7))
   steps = _differences(voices[1:10], voices[:9])  # within a walk, each step is small
   assert ((steps >= 1) & (steps <= 2)).all()
   assert _differences(voices[10], voices[9]) > 2  # a new walk starts from the prior

@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.synth import generate
 from s2s_jax.synth import params as P
-from s2s_jax.synth import render
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import losses
 
@@ -148,7 +148,6 @@ def test_perfect_logits_score_zero_and_full_accuracy(layout, labels):
   for name in ("accuracy", "continuous_accuracy", "discrete_accuracy"):
     assert float(metrics[name]) == 1.0
   assert float(metrics["bin_mae"]) == 0.0
-  np.testing.assert_array_equal(metrics["parameter_accuracy"], 1.0)
   np.testing.assert_array_equal(logits_lib.predicted_classes(one_hot_logits(labels), layout),
                                 labels)
 
@@ -166,8 +165,6 @@ def test_metrics_count_errors(layout, labels):
   assert float(metrics["discrete_accuracy"]) == pytest.approx(1 - 1 / (~cont).sum())
   assert float(metrics["accuracy"]) == pytest.approx(((~cont).sum() - 1) / SPACE.num_params)
   assert float(metrics["bin_mae"]) == pytest.approx(2 / 63)
-  assert metrics["parameter_accuracy"].shape == (SPACE.num_params,)
-  assert float(metrics["parameter_accuracy"][k]) == 0.0
 
 
 def test_zero_weight_removes_a_parameter(layout, logits, labels):
@@ -238,7 +235,7 @@ def operator_params(op):
 
 
 def test_layout_plays_the_rendered_note(layout):
-  assert layout.note == render.RenderSettings().note
+  assert layout.note == ClipSpec().note
 
 
 def test_silent_operator_masks_its_other_parameters(layout):
@@ -306,7 +303,7 @@ def test_masked_operators_render_silent(layout, renderer):
   rng = np.random.default_rng(6)
   checked = 0
   while checked < 12:
-    voice = generate.sample_voice(rng, algorithm=int(rng.choice([0, 1, 4, 7, 15, 31])))
+    voice = generate.sample_voice(rng, algorithm=int(rng.choice([1, 2, 5, 8, 16, 32])))
     op = int(rng.integers(1, 7))
     voice[P.PARAM_BY_NAME[f"OP{op} OUTPUT LEVEL"].voice_byte] = 0
     mask = np.asarray(losses.active_mask(jnp.asarray(SPACE.encode(voice)[None]), layout))[0]

@@ -56,7 +56,7 @@ def _voices(draw_count=8):
 def test_decode_encode_is_within_half_a_bin(voices, bins):
   space = ParameterSpace(num_bins=bins)
   clamped = P.clamp_voice(voices)
-  decoded = space.decode(space.encode(voices), clamped[:, P.ALGORITHM_BYTE])
+  decoded = space.decode(space.encode(voices), P.algorithm_of(clamped))
   values, original = decoded[:, space.voice_bytes], clamped[:, space.voice_bytes]
   np.testing.assert_array_equal(values[:, ~space.is_continuous], original[:, ~space.is_continuous])
   error = np.abs(values[:, space.is_continuous].astype(int) - original[:, space.is_continuous])
@@ -68,44 +68,16 @@ def test_decode_encode_is_within_half_a_bin(voices, bins):
 def test_encode_decode_returns_the_classes(data, bins):
   space = ParameterSpace(num_bins=bins)
   classes = np.array([data.draw(st.integers(0, n - 1)) for n in space.num_classes])
-  voice = space.decode(classes, algorithm=data.draw(st.integers(0, 31)))
+  voice = space.decode(classes, algorithm=data.draw(st.integers(1, 32)))
   np.testing.assert_array_equal(space.encode(voice), classes)
 
 
 def test_decoding_reaches_both_ends_without_the_reference_bias():
   space = ParameterSpace()
-  top = space.decode(space.num_classes - 1, algorithm=0)
-  bottom = space.decode(np.zeros(space.num_params, int), algorithm=0)
+  top = space.decode(space.num_classes - 1, algorithm=1)
+  bottom = space.decode(np.zeros(space.num_params, int), algorithm=1)
   continuous = space.voice_bytes[space.is_continuous]
   assert (top[continuous] == 99).all() and (bottom[continuous] == 0).all()
-
-
-@hypothesis.given(seed=st.integers(0, 2**32 - 1))
-def test_probabilities_decode_to_their_mode_or_mean(seed):
-  space = ParameterSpace()
-  rng = np.random.default_rng(seed)
-  probabilities = rng.random((2, space.total_classes))
-  argmax = np.stack([np.argmax(b, -1) for b in
-                     np.split(probabilities, space.class_offsets[1:-1], axis=-1)], -1)
-  np.testing.assert_array_equal(space.decode_probabilities(probabilities, 3),
-                                space.decode(argmax, 3))
-  # One-hot probabilities: the mean is the mode.
-  one_hot = np.zeros_like(probabilities)
-  np.put_along_axis(one_hot, argmax + space.class_offsets[:-1], 1.0, axis=-1)
-  np.testing.assert_array_equal(space.decode_probabilities(one_hot, 3, continuous="mean"),
-                                space.decode(argmax, 3))
-
-
-def test_mean_decoding_averages_neighbouring_bins():
-  space = ParameterSpace()
-  probabilities = np.zeros(space.total_classes)
-  start = space.class_offsets[space.names.index("LFO SPEED")]
-  probabilities[start + 10] = probabilities[start + 20] = 0.5
-  for k in range(space.num_params):
-    if k != space.names.index("LFO SPEED"):
-      probabilities[space.class_offsets[k]] = 1.0
-  voice = space.decode_probabilities(probabilities, 0, continuous="mean")
-  assert space.encode(voice)[space.names.index("LFO SPEED")] == 15
 
 
 def test_decode_rejects_bad_classes_and_algorithms():
@@ -113,11 +85,11 @@ def test_decode_rejects_bad_classes_and_algorithms():
   classes = np.zeros(space.num_params, int)
   classes[space.names.index("FEEDBACK")] = 8
   with pytest.raises(ValueError, match="FEEDBACK"):
-    space.decode(classes, 0)
+    space.decode(classes, 1)
   with pytest.raises(ValueError, match="algorithm"):
-    space.decode(np.zeros(space.num_params, int), 32)
+    space.decode(np.zeros(space.num_params, int), 33)
   with pytest.raises(ValueError, match="144"):
-    space.decode(np.zeros(10, int), 0)
+    space.decode(np.zeros(10, int), 1)
 
 
 def test_clamp_voice_applies_dx7_maxima_and_keeps_the_name():
@@ -126,3 +98,13 @@ def test_clamp_voice_applies_dx7_maxima_and_keeps_the_name():
   np.testing.assert_array_equal(clamped[:145], P.VOICE_MAXIMA)
   assert P.voice_name(clamped) == "LOUD VOICE"
   assert voice[0] == 127  # the input is not modified
+
+
+def test_algorithms_are_1_based_above_the_byte():
+  assert P.INIT_VOICE[134] == 0 and P.algorithm_of(P.INIT_VOICE) == 1  # the DX7's INIT VOICE
+  voices = np.zeros((2, 155), np.uint8)
+  P.set_algorithm(voices, np.array([32, 5]))
+  assert voices[:, 134].tolist() == [31, 4]
+  assert P.algorithm_of(voices).tolist() == [32, 5]
+  with pytest.raises(ValueError, match="1..32"):
+    P.set_algorithm(voices, 0)

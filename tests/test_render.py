@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.synth import params as P
 from s2s_jax.synth import render
 
@@ -47,10 +48,9 @@ def test_batch_on_threads_equals_serial(renderer, random_voices):
 
 
 def test_settings_shape_the_render(random_voices):
-  short = render.DexedRenderer(render.RenderSettings(sample_rate=44_100, render_seconds=1.0,
-                                                     note_seconds=0.5))
+  short = render.DexedRenderer(ClipSpec(sample_rate=44_100, render_seconds=1.0, note_seconds=0.5))
   assert short.render(random_voices[0]).shape == (44_100,)
-  lower = render.DexedRenderer(render.RenderSettings(note=48)).render(random_voices[0])
+  lower = render.DexedRenderer(ClipSpec(note=48)).render(random_voices[0])
   assert not np.allclose(lower, render.DexedRenderer().render(random_voices[0]), atol=1e-3)
 
 
@@ -58,7 +58,7 @@ def test_settings_shape_the_render(random_voices):
                                     {"note_seconds": 5.0}, {"note_seconds": 0.0}])
 def test_bad_settings_are_refused(kwargs):
   with pytest.raises(ValueError):
-    render.RenderSettings(**kwargs)
+    ClipSpec(**kwargs)
 
 
 def test_out_of_range_values_play_clamped(renderer):

@@ -11,6 +11,7 @@ import pytest
 
 from s2s_jax.synth import params as P
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 _valid_voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(P.clamp_voice).map(
     lambda v: P.with_name(v, "HYPO VOICE"))
@@ -94,19 +95,11 @@ def test_unreadable_file_is_a_sysex_error(tmp_path):
     sysex.read(tmp_path / "missing.syx")
 
 
-def test_write_replaces_a_file_whole(tmp_path):
-  target = tmp_path / "bank.syx"
-  target.write_bytes(b"old")
-  sysex.write(target, _bank())
-  assert target.read_bytes() == _bank()
-  assert [p.name for p in tmp_path.iterdir()] == ["bank.syx"]  # no temporary left behind
-
-
 def test_bank_message_is_what_dexed_py_loads(tmp_path):
   rng = np.random.default_rng(0)
   voices = P.clamp_voice(rng.integers(0, 128, (32, 155), dtype=np.uint8))
   path = tmp_path / "bank.syx"
-  sysex.write(path, sysex.bank_message(voices))
+  files.write_atomic(path, sysex.bank_message(voices))
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # a checksum warning would fail the test
     patches = dexed.Patch.load_bank(str(path))

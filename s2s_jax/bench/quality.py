@@ -69,7 +69,7 @@ def load_targets(model: workdir_lib.TrainedModel, presets: str, algorithm: int |
   count, only of `algorithm` if given.
   """
   config = model.config.copy_and_resolve_references()
-  config.data_dir = config.data_dir or str(model.workdir / "tensorflow_datasets")
+  config.data_dir = input_pipeline.data_dir(config, model.workdir)
   if presets:
     config.manual_dir = presets
   dataset = input_pipeline.prepared_dataset(config)
@@ -177,7 +177,7 @@ def score_rows(methods: dict[str, dict], targets: dict[str, np.ndarray], space,
   rows = []
   for name, method in methods.items():
     audio = rendering.render_classes(space, method["classes"], targets["algorithm"], renderer)
-    scores = scoring.mfccd_scores(audio, targets["audio"])
+    scores = scoring.mfccd_scores(audio, targets["audio"], renderer.settings)
     rows.append({
         "method": name, "targets": len(audio),
         "mfccd13_mean": float(scores["mfccd13"].mean()),
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> None:
     _fail(f"no test example{f' of algorithm {args.algorithm}' if args.algorithm else ''} in "
           f"{dataset}")
 
-  renderer = R.DexedRenderer()
+  renderer = R.DexedRenderer(model.clip)
   library, library_s = _timed(training_library, dataset)
   predictor = predictor_lib.Predictor([model])
   methods, argmax = choose_voices(args, predictor, targets, library, renderer)

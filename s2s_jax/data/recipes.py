@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import params as P
-from s2s_jax.synth import render as R
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetRecipe:
-  """A dataset config: sources, render settings, label space and loss weights."""
+  """A dataset config: sources, the clip each voice is rendered to, labels and loss weights."""
 
   name: str
   description: str
   mix: sources.SourceMix = sources.SourceMix()
-  render: R.RenderSettings = R.RenderSettings()
+  clip: ClipSpec = ClipSpec()
   num_bins: int = 64
   weights: W.WeightSettings = W.WeightSettings()
 

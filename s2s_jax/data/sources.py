@@ -52,10 +52,6 @@ class SourceMix:
     if self.algorithm is not None and not 1 <= self.algorithm <= P.NUM_ALGORITHMS:
       raise ValueError(f"algorithm must be 1..32 or None, got {self.algorithm}")
 
-  @property
-  def algorithm_index(self) -> int | None:
-    return None if self.algorithm is None else self.algorithm - 1
-
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
@@ -86,7 +82,7 @@ def plan(mix: SourceMix, renderer: R.Renderer, corpus: C.Corpus | None) -> dict[
     groups = S.near_duplicate_groups(corpus.voices, mix.max_differences)
     split = S.assign_splits(corpus.voices, groups, mix.seed, mix.fractions)
     keep = np.ones(len(corpus.voices), bool) if mix.algorithm is None else (
-        corpus.algorithms == mix.algorithm_index)
+        corpus.algorithms == mix.algorithm)
     first_file = [corpus.files[f] for f in corpus.slot_file[corpus.first_slot]]
     for s, name in enumerate(S.SPLITS):
       index = np.nonzero(keep & (split == s))[0]
@@ -99,7 +95,7 @@ def plan(mix: SourceMix, renderer: R.Renderer, corpus: C.Corpus | None) -> dict[
     next_group = int(groups.max(initial=-1)) + 1
   if mix.random_presets:
     voices = generate.random_walk(renderer, mix.random_presets, mix.seed,
-                                  algorithm=mix.algorithm_index, walk_length=mix.walk_length)
+                                  algorithm=mix.algorithm, walk_length=mix.walk_length)
     groups = S.near_duplicate_groups(voices, mix.max_differences)
     fractions = _renormalised(mix.fractions, without_test=mix.real)
     split = S.assign_splits(voices, groups, mix.seed, fractions)

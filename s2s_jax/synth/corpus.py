@@ -67,20 +67,10 @@ class Corpus:
     file_themes = [str(pathlib.PurePosixPath(f).parent) for f in self.files]
     return tuple(file_themes[i] for i in self.slot_file[self.first_slot])
 
-  def sources(self, voice: int) -> list[tuple[str, int]]:
-    """Every (file, slot within file) holding distinct voice `voice`."""
-    slots = np.nonzero(self.slot_voice == voice)[0]
-    starts = np.searchsorted(self.slot_file, self.slot_file[slots])
-    return [(self.files[self.slot_file[s]], int(s - start)) for s, start in zip(slots, starts)]
-
   @property
   def algorithms(self) -> np.ndarray:
-    """`[num_voices]` 0-based DX7 algorithm of each distinct voice."""
-    return self.voices[:, P.ALGORITHM_BYTE].astype(np.int32)
-
-  def algorithm_subset(self, algorithm: int) -> np.ndarray:
-    """Indices of the distinct voices using 0-based `algorithm`."""
-    return np.nonzero(self.algorithms == algorithm)[0]
+    """`[num_voices]` 1-based DX7 algorithm of each distinct voice."""
+    return P.algorithm_of(self.voices)
 
 
 def find_syx_files(root: pathlib.Path) -> list[pathlib.Path]:

@@ -15,7 +15,7 @@ def summarize(corpus: Corpus, max_differences: int = 3, seed: int = 20001101,
   groups = S.near_duplicate_groups(corpus.voices, max_differences)
   split = S.assign_splits(corpus.voices, groups, seed, fractions)
   group_sizes = np.bincount(groups) if len(groups) else np.zeros(0, int)
-  per_algorithm = np.bincount(corpus.algorithms, minlength=P.NUM_ALGORITHMS)
+  per_algorithm = np.bincount(corpus.algorithms, minlength=P.NUM_ALGORITHMS + 1)
   return {
       "root": str(corpus.root),
       "files_read": len(corpus.files),
@@ -25,7 +25,7 @@ def summarize(corpus: Corpus, max_differences: int = 3, seed: int = 20001101,
       "near_duplicate_groups": int(len(group_sizes)),
       "max_differences": max_differences,
       "largest_group": int(group_sizes.max(initial=0)),
-      "voices_per_algorithm": {str(a + 1): int(n) for a, n in enumerate(per_algorithm)},
+      "voices_per_algorithm": {str(a): int(n) for a, n in enumerate(per_algorithm) if a},
       "seed": seed,
       "splits": {
           name: {"voices": int(np.sum(split == i)), "groups": len(np.unique(groups[split == i]))}

@@ -129,17 +129,3 @@ def bank_message(voices: np.ndarray) -> bytes:
     path = os.path.join(tmp, "bank.syx")
     dexed.Patch.save_to_bank(path, [_patch(v) for v in voices])
     return pathlib.Path(path).read_bytes()
-
-
-def write(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to `path` atomically: an existing file is replaced whole or kept."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise

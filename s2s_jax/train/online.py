@@ -36,7 +36,7 @@ class OnlineSettings:
     mode: "random" draws voices from the prior (`generate.sample_voice`); "augment"
       redraws 1..max_changes parameters of a pool voice (`generate.mutate`), as the
       dataset's augmentations do.
-    algorithm: 0-based DX7 algorithm of every voice, or None for any.
+    algorithm: 1-based DX7 algorithm of every voice, or None for any.
     max_changes: most parameters an "augment" variant changes.
     batch_size: examples per batch, per host.
     workers: render threads (default: all cores); 1 if the renderer is not thread-safe.
@@ -63,8 +63,8 @@ class OnlineSettings:
   def __post_init__(self):
     if self.mode not in ("random", "augment"):
       raise ValueError(f"mode must be 'random' or 'augment', got {self.mode!r}")
-    if self.algorithm is not None and not 0 <= self.algorithm < P.NUM_ALGORITHMS:
-      raise ValueError(f"algorithm must be 0..31 (0-based) or None, got {self.algorithm}")
+    if self.algorithm is not None and not 1 <= self.algorithm <= P.NUM_ALGORITHMS:
+      raise ValueError(f"algorithm must be 1..32 (1-based) or None, got {self.algorithm}")
     if not 1 <= self.max_changes <= len(generate.MUTABLE_PARAMS):
       raise ValueError(f"max_changes must be 1..{len(generate.MUTABLE_PARAMS)}, "
                        f"got {self.max_changes}")
@@ -135,9 +135,9 @@ class OnlineSource:
                        f"{None if pool is None else np.shape(pool)}")
     pool = P.clamp_voice(pool)
     if s.algorithm is not None:
-      pool = pool[pool[:, P.ALGORITHM_BYTE] == s.algorithm]
+      pool = pool[P.algorithm_of(pool) == s.algorithm]
     if not len(pool):
-      raise ValueError(f"the pool has no voice of algorithm {s.algorithm} (0-based)")
+      raise ValueError(f"the pool has no voice of algorithm {s.algorithm}")
     return pool
 
   def __iter__(self) -> OnlineSource:
@@ -154,7 +154,7 @@ class OnlineSource:
         "audio": batch.audio,
         "labels": self.space.encode(batch.voices),
         "weights": np.ones((len(batch.voices), self.space.num_params), np.float32),
-        "algorithm": batch.voices[:, P.ALGORITHM_BYTE].astype(np.int32) + 1,
+        "algorithm": P.algorithm_of(batch.voices),
     }
     if self.settings.include_voice:
       out["voice"] = batch.voices
