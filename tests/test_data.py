@@ -16,7 +16,7 @@ from s2s_jax.data import reader
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.util import files
@@ -45,7 +45,7 @@ def test_plan_for_one_algorithm_and_without_a_corpus(renderer):
   algorithm = int(np.bincount(corpus.algorithms).argmax())
   plan = sources.plan(sources.SourceMix(algorithm=algorithm), renderer, corpus)
   voices = np.concatenate([p.voices for p in plan.values()])
-  assert (voices[:, P.ALGORITHM_BYTE] == algorithm - 1).all()
+  assert (voices[:, params.ALGORITHM_BYTE] == algorithm - 1).all()
   assert len(voices) == np.sum(corpus.algorithms == algorithm)
   with pytest.raises(ValueError, match="manual directory"):
     sources.plan(sources.SourceMix(), renderer, None)
@@ -53,7 +53,7 @@ def test_plan_for_one_algorithm_and_without_a_corpus(renderer):
 
 def test_neighbour_voices_move_one_parameter_by_one_class():
   space = ParameterSpace()
-  voice = P.INIT_VOICE.copy()
+  voice = params.INIT_VOICE.copy()
   probed = np.arange(space.num_params)
   moved, change = W.neighbour_voices(space, voice, probed)
   assert ((moved != voice).sum(axis=1) == 1).all() and (change != 0).all()
@@ -62,7 +62,7 @@ def test_neighbour_voices_move_one_parameter_by_one_class():
 
 def test_gradient_weights_follow_audibility(renderer):
   space = ParameterSpace()
-  voice = P.INIT_VOICE.copy()  # algorithm 1, only OP1 sounds: OP2..OP6 are silent
+  voice = params.INIT_VOICE.copy()  # algorithm 1, only OP1 sounds: OP2..OP6 are silent
   audio = renderer.render(voice)[None]
   weights = W.gradient_weights(space, voice[None], audio, renderer,
                                W.WeightSettings(mode="all"), seed=0)[0]

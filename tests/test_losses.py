@@ -11,7 +11,7 @@ import pytest
 from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import losses
 
@@ -222,7 +222,7 @@ def set_value(labels, name, value):
 
 def init_labels(batch=2):
   """INIT VOICE labels (no keyboard level scaling) with every operator at level 10."""
-  labels = jnp.asarray(np.repeat(SPACE.encode(P.INIT_VOICE)[None], batch, axis=0))
+  labels = jnp.asarray(np.repeat(SPACE.encode(params.INIT_VOICE)[None], batch, axis=0))
   for op in range(1, 7):
     labels = set_value(labels, f"OP{op} OUTPUT LEVEL", 10)
   return labels
@@ -230,7 +230,7 @@ def init_labels(batch=2):
 
 def operator_params(op):
   """[num_params] bool: the parameters of operator `op` but its OUTPUT LEVEL."""
-  return np.array([P.operator_of(p) == op and not p.name.endswith("OUTPUT LEVEL")
+  return np.array([params.operator_of(p) == op and not p.name.endswith("OUTPUT LEVEL")
                    for p in SPACE.params])
 
 
@@ -248,7 +248,7 @@ def test_silent_operator_masks_its_other_parameters(layout):
 
 
 def test_init_voice_masks_every_operator_but_op1(layout):
-  labels = jnp.asarray(SPACE.encode(P.INIT_VOICE)[None])
+  labels = jnp.asarray(SPACE.encode(params.INIT_VOICE)[None])
   mask = np.asarray(losses.active_mask(labels, layout))[0]
   np.testing.assert_array_equal(mask, ~np.any([operator_params(op) for op in range(2, 7)], 0))
 
@@ -305,13 +305,13 @@ def test_masked_operators_render_silent(layout, renderer):
   while checked < 12:
     voice = generate.sample_voice(rng, algorithm=int(rng.choice([1, 2, 5, 8, 16, 32])))
     op = int(rng.integers(1, 7))
-    voice[P.PARAM_BY_NAME[f"OP{op} OUTPUT LEVEL"].voice_byte] = 0
+    voice[params.PARAM_BY_NAME[f"OP{op} OUTPUT LEVEL"].voice_byte] = 0
     mask = np.asarray(losses.active_mask(jnp.asarray(SPACE.encode(voice)[None]), layout))[0]
     if mask[SPACE.names.index(f"OP{op} F COARSE")]:
       continue
     changed = voice.copy()
     for name, value in (("F COARSE", 7), ("EG LEVEL 2", 99), ("EG RATE 1", 20)):
-      changed[P.PARAM_BY_NAME[f"OP{op} {name}"].voice_byte] = value
+      changed[params.PARAM_BY_NAME[f"OP{op} {name}"].voice_byte] = value
     np.testing.assert_array_equal(renderer.render(voice), renderer.render(changed))
     checked += 1
 

@@ -22,7 +22,7 @@ from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import generate
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
 
@@ -136,10 +136,10 @@ def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
   out, _ = matched
   for entry in json.loads((out / "summary.json").read_text()):
     voice = sysex.read(out / f"{entry['name']}.syx")[0]
-    assert voice[P.ALGORITHM_BYTE] + 1 == entry["algorithm"]
-    assert P.voice_name(voice) == entry["name"][:10]
+    assert voice[params.ALGORITHM_BYTE] + 1 == entry["algorithm"]
+    assert params.voice_name(voice) == entry["name"][:10]
     from_json = host.from_dexed_json(json.loads((out / f"{entry['name']}.json").read_text()))
-    np.testing.assert_array_equal(P.with_name(from_json, entry["name"]), voice)
+    np.testing.assert_array_equal(params.with_name(from_json, entry["name"]), voice)
     target = target_lib.load_target(sounds[entry["name"]])
     rendering = render.DexedRenderer().render(voice)
     for n_mfcc in (13, 30):

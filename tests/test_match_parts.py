@@ -19,7 +19,7 @@ from s2s_jax.match import candidates
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import pitch
 from s2s_jax.match import target as target_lib
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth.space import ParameterSpace
 
@@ -81,8 +81,8 @@ def test_top_k_of_a_network_like_distribution_decreases_in_probability():
 
 def _sine_voice(transpose: int) -> np.ndarray:
   """INIT VOICE: one sine carrier at the played note, shifted by TRANSPOSE - 24 semitones."""
-  voice = np.array(P.INIT_VOICE)
-  voice[P.PARAM_BY_NAME["TRANSPOSE"].voice_byte] = transpose
+  voice = np.array(params.INIT_VOICE)
+  voice[params.PARAM_BY_NAME["TRANSPOSE"].voice_byte] = transpose
   return voice
 
 
@@ -174,7 +174,7 @@ def test_a_model_reads_only_clips_like_those_it_was_trained_on():
   config = config_file.load(str(ROOT / "configs" / "t6.py") + ":tiny")
   model = workdir_lib.TrainedModel(workdir=pathlib.Path("m60"), config=config, clip=ClipSpec(),
                                    algorithm=5, variables={}, step=0)
-  with pytest.raises(ValueError, match="model m60 .* the renderer makes: note 60 vs 48"):
+  with pytest.raises(ValueError, match="model m60 .* than the renderer's: note 60 vs 48"):
     matcher_lib.Matcher([model], renderer=render.DexedRenderer(ClipSpec(note=48)))
   other = dataclasses.replace(model, workdir=pathlib.Path("m44"),
                               clip=ClipSpec(sample_rate=44_100))

@@ -57,9 +57,10 @@ MODEL_FIELDS = ("sample_rate", "note", "render_seconds")
 def check_same_clip(model: ClipSpec, model_source: str, clip: ClipSpec, clip_source: str
                     ) -> None:
   """ValueError naming both values if `clip` differs from a model's clip where the model cares
-  (`MODEL_FIELDS`); velocity and the key's length may differ."""
+  (`MODEL_FIELDS`); velocity and the key's length may differ. The sources name the model and
+  whose clips `clip` describes ("the renderer's")."""
   different = [f"{name} {getattr(model, name)} vs {getattr(clip, name)}"
                for name in MODEL_FIELDS if getattr(model, name) != getattr(clip, name)]
   if different:
-    raise ValueError(f"{model_source} was trained on other clips than {clip_source} makes: "
+    raise ValueError(f"{model_source} was trained on other clips than {clip_source}: "
                      f"{', '.join(different)}")

@@ -27,7 +27,7 @@ from s2s_jax.infer import scoring
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
 from s2s_jax.match import search
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.train import evaluate
 from s2s_jax.train import input_pipeline
@@ -230,8 +230,8 @@ def run(args: argparse.Namespace) -> None:
       _fail(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
   if min(args.budgets) < 1:
     _fail(f"--budgets must be >= 1, got {args.budgets}")
-  if args.algorithm is not None and not 1 <= args.algorithm <= P.NUM_ALGORITHMS:
-    _fail(f"--algorithm must be 1..{P.NUM_ALGORITHMS}, got {args.algorithm}")
+  if args.algorithm is not None and not 1 <= args.algorithm <= params.NUM_ALGORITHMS:
+    _fail(f"--algorithm must be 1..{params.NUM_ALGORITHMS}, got {args.algorithm}")
   try:
     model = workdir_lib.load_model(args.model)
     if args.algorithm is not None and model.algorithm not in (None, args.algorithm):

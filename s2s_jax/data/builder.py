@@ -27,7 +27,7 @@ from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 
@@ -87,7 +87,7 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             "audio_scales": tfds.features.Tensor(
                 shape=(-(-config.clip.num_samples // storage.BLOCK_SIZE),), dtype=np.float32),
             "labels": tfds.features.Tensor(shape=(num_params,), dtype=np.int32),
-            "voice": tfds.features.Tensor(shape=(P.VOICE_BYTES,), dtype=np.uint8),
+            "voice": tfds.features.Tensor(shape=(params.VOICE_BYTES,), dtype=np.uint8),
             "gradient_weights": tfds.features.Tensor(shape=(num_params,), dtype=np.float32),
             "algorithm": tfds.features.Scalar(dtype=np.int32, doc="1-based DX7 algorithm"),
             "voice_name": tfds.features.Text(),
@@ -153,8 +153,8 @@ class ChunkJob:
       yield int(i), {  # integer keys: examples are written in key order
           "audio_pcm": pcm[j], "audio_scales": scales[j], "labels": labels[j], "voice": voices[j],
           "gradient_weights": gradient_weights[j],
-          "algorithm": int(P.algorithm_of(voices[j])),
-          "voice_name": P.voice_name(voices[j]), "source_file": planned.source_file[i],
+          "algorithm": int(params.algorithm_of(voices[j])),
+          "voice_name": params.voice_name(voices[j]), "source_file": planned.source_file[i],
           "theme": planned.theme[i], "group": int(planned.group[i]),
           "source": sources.SOURCES[planned.source[i]],
       }

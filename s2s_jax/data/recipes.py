@@ -11,7 +11,7 @@ import dataclasses
 from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ RECIPES = (
         description="60 random-walk presets of algorithm 5, no user data: tests and demos.",
         mix=sources.SourceMix(algorithm=5, real=False, random_presets=60, walk_length=3),
         weights=W.WeightSettings(mode="sampled", num_sampled=8)),
-    *(_t6(a) for a in range(1, P.NUM_ALGORITHMS + 1)),
+    *(_t6(a) for a in range(1, params.NUM_ALGORITHMS + 1)),
     DatasetRecipe(
         name="all", description="Every real preset of every algorithm (algorithm as a feature).",
         mix=sources.SourceMix(algorithm=None)),

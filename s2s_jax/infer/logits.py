@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax.audio.clip import ClipSpec
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 # An operator's parameters that set its level at the played note, in the order
@@ -58,10 +58,10 @@ class ClassLayout:
     classes = np.arange(num_classes.max())
     valid = classes[None, :] < num_classes[:, None]
     index = np.where(valid, space.class_offsets[:-1, None] + classes[None, :], 0)
-    operators = [P.operator_of(p) or 1 for p in space.params]
+    operators = [params.operator_of(p) or 1 for p in space.params]
     level_params = [[space.names.index(f"OP{op} {name}") for name in LEVEL_PARAMS]
                     for op in operators]
-    silenceable = [P.operator_of(p) is not None and not p.name.endswith(" OUTPUT LEVEL")
+    silenceable = [params.operator_of(p) is not None and not p.name.endswith(" OUTPUT LEVEL")
                    for p in space.params]
     return cls(index=jnp.asarray(index, jnp.int32), valid=jnp.asarray(valid),
                num_classes=jnp.asarray(num_classes, jnp.int32),

@@ -21,7 +21,7 @@ from s2s_jax.synth.space import ParameterSpace
 
 
 def network_probabilities(network, layout: logits_lib.ClassLayout, variables: dict,
-                        inputs: dict) -> jax.Array:
+                          inputs: dict) -> jax.Array:
   """One network's per-parameter softmax: inputs for n clips -> `[n, total_classes]`."""
   return logits_lib.class_probabilities(network.apply(variables, inputs, train=False), layout)
 
@@ -44,7 +44,7 @@ class Predictor:
     self.clip = models[0].clip
     for m in models[1:]:
       try:
-        check_same_clip(m.clip, f"model {m.workdir}", self.clip, f"model {models[0].workdir}")
+        check_same_clip(m.clip, f"model {m.workdir}", self.clip, f"model {models[0].workdir}'s")
       except ValueError as e:
         raise ModelError(str(e)) from None
     self.space = ParameterSpace(bins.pop())

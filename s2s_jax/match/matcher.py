@@ -27,10 +27,10 @@ from s2s_jax.match import candidates as candidates_lib
 from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.match import search
 from s2s_jax.match.target import Target
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 
-ALL_ALGORITHMS = tuple(range(1, P.NUM_ALGORITHMS + 1))
+ALL_ALGORITHMS = tuple(range(1, params.NUM_ALGORITHMS + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class MatchSettings:
   seed: int = 0
 
   def __post_init__(self):
-    bad = [a for a in self.algorithms if not 1 <= a <= P.NUM_ALGORITHMS]
+    bad = [a for a in self.algorithms if not 1 <= a <= params.NUM_ALGORITHMS]
     if bad or not self.algorithms:
       raise ValueError(f"algorithms must be a non-empty set of 1..32, got {self.algorithms}")
     if self.top_k < 1:
@@ -105,7 +105,7 @@ class Matcher:
     self.predictor = Predictor(models)
     self.renderer = renderer or R.DexedRenderer(self.predictor.clip)
     check_same_clip(self.predictor.clip, f"model {models[0].workdir}", self.renderer.settings,
-                    "the renderer")
+                    "the renderer's")
     self.space = self.predictor.space
 
   def match(self, target: Target) -> Match:

@@ -23,7 +23,7 @@ from s2s_jax.audio import mfccd
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import rendering
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth.space import ParameterSpace
 
@@ -91,8 +91,8 @@ class Objective:
     target = np.asarray(target, np.float32)
     if target.ndim != 1:
       raise ValueError(f"target must be one clip [samples], got shape {target.shape}")
-    if not 1 <= algorithm <= P.NUM_ALGORITHMS:
-      raise ValueError(f"algorithm must be 1..{P.NUM_ALGORITHMS} (1-based), got {algorithm}")
+    if not 1 <= algorithm <= params.NUM_ALGORITHMS:
+      raise ValueError(f"algorithm must be 1..{params.NUM_ALGORITHMS} (1-based), got {algorithm}")
     if batch_size < 1 or n_mfcc < 1:
       raise ValueError(f"batch_size and n_mfcc must be >= 1, got {batch_size}, {n_mfcc}")
     self.space = space

@@ -16,7 +16,7 @@ import uvicorn
 from s2s_jax.match import cli as match_cli
 from s2s_jax.match import target as target_lib
 from s2s_jax.serve import app as app_lib
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.util.arguments import bounded
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _warm_up(matcher) -> None:
   """One match of the INIT VOICE, so the first request does not wait for compilation."""
-  audio = matcher.renderer.render(P.INIT_VOICE)
+  audio = matcher.renderer.render(params.INIT_VOICE)
   matcher.match(target_lib.prepare_target(audio, matcher.renderer.settings, "warm-up",
                                           "warm-up"))
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 
 
@@ -70,7 +70,7 @@ class Corpus:
   @property
   def algorithms(self) -> np.ndarray:
     """`[num_voices]` 1-based DX7 algorithm of each distinct voice."""
-    return P.algorithm_of(self.voices)
+    return params.algorithm_of(self.voices)
 
 
 def find_syx_files(root: pathlib.Path) -> list[pathlib.Path]:
@@ -96,9 +96,9 @@ def read_corpus(root: str | os.PathLike) -> Corpus:
       rejected.append(Rejection(relative, e.reason, str(e)))
       continue
     files.append(relative)
-  slots = np.concatenate(blocks) if blocks else np.zeros((0, P.VOICE_BYTES), np.uint8)
+  slots = np.concatenate(blocks) if blocks else np.zeros((0, params.VOICE_BYTES), np.uint8)
   slot_file = np.repeat(np.arange(len(blocks), dtype=np.int32), [len(b) for b in blocks])
-  _, first, slot_voice = np.unique(slots[:, :P.NUM_SOUND_BYTES], axis=0, return_index=True,
+  _, first, slot_voice = np.unique(slots[:, :params.NUM_SOUND_BYTES], axis=0, return_index=True,
                                    return_inverse=True)
   order = np.argsort(first)  # distinct voices in order of first appearance
   rank = np.empty_like(order)

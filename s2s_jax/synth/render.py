@@ -23,7 +23,7 @@ import numpy as np
 
 from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 _ALL_OPERATORS_ON = b"\x3f"
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class DexedRenderer:
 
   def render(self, voice: np.ndarray) -> np.ndarray:
     synth = self._synth()
-    synth.load_patch(dexed.Patch.from_sysex(bytes(P.clamp_voice(voice)) + _ALL_OPERATORS_ON))
+    synth.load_patch(dexed.Patch.from_sysex(bytes(params.clamp_voice(voice)) + _ALL_OPERATORS_ON))
     s = self.settings
     audio = synth.render(s.note, s.velocity, s.note_seconds, s.render_seconds)
     return _fit(audio, s.num_samples)

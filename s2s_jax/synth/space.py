@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 
 def _round_half_up(x: np.ndarray) -> np.ndarray:
@@ -39,9 +39,10 @@ class ParameterSpace:
                        f"got {self.num_bins}")
 
   @functools.cached_property
-  def params(self) -> tuple[P.DexedParam, ...]:
+  def params(self) -> tuple[params.DexedParam, ...]:
     """The learnable parameters (144: 84 continuous, 60 discrete)."""
-    return tuple(p for p in P.DEXED_PARAMS if p.kind in (P.Kind.CONTINUOUS, P.Kind.DISCRETE))
+    learnable = (params.Kind.CONTINUOUS, params.Kind.DISCRETE)
+    return tuple(p for p in params.DEXED_PARAMS if p.kind in learnable)
 
   @functools.cached_property
   def names(self) -> tuple[str, ...]:
@@ -55,7 +56,7 @@ class ParameterSpace:
   @functools.cached_property
   def is_continuous(self) -> np.ndarray:
     """`[num_params]` bool, True for the binned 0..99 parameters."""
-    return np.array([p.kind is P.Kind.CONTINUOUS for p in self.params])
+    return np.array([p.kind is params.Kind.CONTINUOUS for p in self.params])
 
   @functools.cached_property
   def num_classes(self) -> np.ndarray:
@@ -80,7 +81,7 @@ class ParameterSpace:
 
     Voices are first made what Dexed plays (`params.clamp_voice`).
     """
-    values = P.clamp_voice(voices)[..., self.voice_bytes].astype(np.int64)
+    values = params.clamp_voice(voices)[..., self.voice_bytes].astype(np.int64)
     bins = _round_half_up(values * (self.num_bins - 1) / 99.0)
     return np.where(self.is_continuous, bins, values).astype(np.int32)
 
@@ -103,10 +104,10 @@ class ParameterSpace:
       raise ValueError(f"class index out of range for {self.names[bad]} "
                        f"(has {self.num_classes[bad]} classes)")
     values = self.class_values(classes)
-    voices = np.broadcast_to(P.with_name(P.INIT_VOICE, name),
-                             classes.shape[:-1] + (P.VOICE_BYTES,)).copy()
+    voices = np.broadcast_to(params.with_name(params.INIT_VOICE, name),
+                             classes.shape[:-1] + (params.VOICE_BYTES,)).copy()
     voices[..., self.voice_bytes] = values
-    P.set_algorithm(voices, algorithm)
+    params.set_algorithm(voices, algorithm)
     return voices
 
   def class_values(self, classes: np.ndarray) -> np.ndarray:
