@@ -11,6 +11,7 @@ that cannot take the outputs (or files already there, without --overwrite) stops
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -18,12 +19,14 @@ import time
 
 import jax
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
+from s2s_jax.util.arguments import bounded
 
 
 def parse_algorithms(text: str) -> tuple[int, ...]:
@@ -71,15 +74,14 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  settings = R.RenderSettings(velocity=args.velocity)
-  renderer = (R.DawDreamerRenderer(args.vst3, settings) if args.vst3
-              else R.DexedRenderer(settings))
+  models = [workdir_lib.load_model(w) for w in args.model]
+  clip = dataclasses.replace(models[0].clip, velocity=args.velocity)  # the models' clip
+  renderer = R.DawDreamerRenderer(args.vst3, clip) if args.vst3 else R.DexedRenderer(clip)
   refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
             if args.refine_renders else None)
   return matcher_lib.Matcher(
-      [workdir_lib.load_model(w) for w in args.model],
-      matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
-                                seed=args.seed), renderer)
+      models, matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k,
+                                        refine=refine, seed=args.seed), renderer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if stem in names:
       parser.error(f"{names[stem]} and {path} would both write {stem}.*: rename one")
     names[stem] = path
-  targets, failed = {}, 0
-  for path in args.audio:
-    try:
-      targets[path] = _load_target(path)
-    except target_lib.TargetError as e:
-      failed += _failure(e)
+  targets, failed = _load_targets(args.audio)  # checked before models load
   if not targets:
     return _finish(failed, len(args.audio))
   try:
@@ -114,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
   except (export.OutputError, workdir_lib.ModelError, ValueError, FileNotFoundError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
+  clip = matcher.renderer.settings
+  if not target_lib.fits(next(iter(targets.values())), clip):  # models of another clip
+    targets, failed = _load_targets(list(targets), clip, failed)
 
   for path, target in targets.items():
     started = time.perf_counter()
@@ -131,11 +131,20 @@ def main(argv: list[str] | None = None) -> int:
   return _finish(failed, len(args.audio))
 
 
-def _load_target(path: str) -> target_lib.Target:
-  if pathlib.Path(path).stem == export.RESERVED_NAME:
-    raise target_lib.TargetError(f"{path}: the name {export.RESERVED_NAME!r} is kept for "
-                                 f"{export.SUMMARY}; rename the file")
-  return target_lib.load_target(path)
+def _load_targets(paths: list[str], clip: ClipSpec = ClipSpec(), failed: int = 0
+                  ) -> tuple[dict[str, target_lib.Target], int]:
+  """The inputs that can be matched, by path, and `failed` plus the count of those that
+  cannot (each reported)."""
+  targets = {}
+  for path in paths:
+    try:
+      if pathlib.Path(path).stem == export.RESERVED_NAME:
+        raise target_lib.TargetError(f"{path}: the name {export.RESERVED_NAME!r} is kept for "
+                                     f"{export.SUMMARY}; rename the file")
+      targets[path] = target_lib.load_target(path, clip)
+    except target_lib.TargetError as e:
+      failed += _failure(e)
+  return targets, failed
 
 
 def _failure(error: Exception) -> int:
@@ -157,21 +166,6 @@ def _line(entry: dict) -> str:
       f" (network {entry['network']['mfccd13']:.2f})")
   return (f"{entry['name']}: algorithm {entry['algorithm']}, MFCCD-13 {scores['mfccd13']:.2f}"
           f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
-
-
-def bounded(kind, low, high=None):
-  """argparse type: a `kind` in [low, high] (no upper bound if `high` is None)."""
-  def parse(text: str):
-    try:
-      value = kind(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-    if value < low or (high is not None and value > high):
-      raise argparse.ArgumentTypeError(
-          f"must be >= {low}, got {text}" if high is None else
-          f"must be in [{low}, {high}], got {text}")
-    return value
-  return parse
 
 
 if __name__ == "__main__":

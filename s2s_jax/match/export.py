@@ -33,6 +33,7 @@ from s2s_jax.match.target import Target
 from s2s_jax.synth import host
 from s2s_jax.synth import render as R
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -99,7 +100,8 @@ def read_summary(path: pathlib.Path, overwrite: bool) -> list[dict]:
 def write_summary(out_dir: pathlib.Path, entries: list[dict]) -> None:
   """Writes summary.json: `entries`, one per name, a later entry replacing an earlier one."""
   merged = {entry["name"]: entry for entry in entries}
-  sysex.write(out_dir / SUMMARY, (json.dumps(list(merged.values()), indent=2) + "\n").encode())
+  files.write_atomic(out_dir / SUMMARY,
+                     (json.dumps(list(merged.values()), indent=2) + "\n").encode())
 
 
 def match_rendering(match: Match, target: Target, renderer: R.Renderer) -> np.ndarray:
