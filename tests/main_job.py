@@ -48,8 +48,13 @@ def records(workdir: pathlib.Path) -> list[dict]:
 
 
 def last_per_step(runs: list[dict], key: str) -> dict[int, float]:
-  """The last value logged per step (a resumed run logs the steps after its checkpoint again)."""
+  """step -> the value of `key` logged at that step."""
   return {r["step"]: r[key] for r in runs if key in r}
+
+
+def kinds(runs: list[dict]) -> list[tuple[int, str]]:
+  """(step, kind) of each row: its kind is the prefix of its names (`train/loss` -> train)."""
+  return [(r["step"], next(k for k in r if k != "step").split("/")[0]) for r in runs]
 
 
 def finished_checkpoints(workdir: pathlib.Path) -> list[int]:

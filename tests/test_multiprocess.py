@@ -201,6 +201,7 @@ def test_a_killed_process_stops_the_job_and_the_job_resumes(runs, tmp_path, tiny
     match = re.search(r"resumed from step (\d+)", resumed.output(rank))
     assert match and int(match.group(1)) == saved[-1], resumed.output(rank)[-3000:]
   expected, got = main_job.records(runs[2].workdir), main_job.records(workdir)
+  assert main_job.kinds(got) == main_job.kinds(expected)  # no row repeated after the resume
   for key in ("train/loss", "validation/loss", "test/loss"):
     want, have = main_job.last_per_step(expected, key), main_job.last_per_step(got, key)
     assert sorted(have) == sorted(want), key

@@ -194,6 +194,7 @@ def test_killed_run_resumes_exactly(uninterrupted, tmp_path, tiny_data_dir, cach
   assert f"step {restored}/{TOTAL_STEPS}" not in resumed.stdout  # nothing trained twice
 
   expected, records = main_job.records(uninterrupted), main_job.records(workdir)
+  assert main_job.kinds(records) == main_job.kinds(expected)  # no row repeated after the resume
   for key in ("train/loss", "train/grad_norm", "validation/loss", "swa/loss", "test/loss"):
     want, got = main_job.last_per_step(expected, key), main_job.last_per_step(records, key)
     assert sorted(got) == sorted(want), key
