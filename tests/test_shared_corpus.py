@@ -6,8 +6,8 @@ import subprocess
 import numpy as np
 
 from s2s_jax.synth import corpus as C
-from s2s_jax.synth import params as P
-from s2s_jax.synth import splits as S
+from s2s_jax.synth import params
+from s2s_jax.synth import splits
 
 
 def test_shared_corpus_counts(shared_presets):
@@ -23,10 +23,10 @@ def test_shared_corpus_counts(shared_presets):
 
 def test_shared_corpus_splits_do_not_leak(shared_presets):
   corpus = C.read_corpus(shared_presets)
-  split = S.assign_splits(corpus.voices, S.near_duplicate_groups(corpus.voices, 3))
+  split = splits.assign_splits(corpus.voices, splits.near_duplicate_groups(corpus.voices, 3))
   # By brute force: no sampled validation or test voice is within 3 sound parameters (as Dexed
   # plays them) of any training voice, although about a third of all voices have such a twin.
-  sounds = P.clamp_voice(corpus.voices)[:, :P.NUM_SOUND_BYTES]
+  sounds = params.clamp_voice(corpus.voices)[:, :params.NUM_SOUND_BYTES]
   train = sounds[split == 0]
   rng = np.random.default_rng(0)
   for held_out in (1, 2):

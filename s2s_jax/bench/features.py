@@ -23,9 +23,9 @@ from s2s_jax.audio import features
 from s2s_jax.audio import mfccd
 from s2s_jax.audio import storage
 from s2s_jax.audio.spec import FeatureSpec
-from s2s_jax.bench import report
 from s2s_jax.synth import generate
 from s2s_jax.synth import render
+from s2s_jax.util import report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
   spec = FeatureSpec()
   rng = np.random.default_rng(0)
-  voices = np.stack([generate.sample_voice(rng, algorithm=i % 32) for i in range(args.batch)])
+  voices = np.stack([generate.sample_voice(rng, algorithm=i % 32 + 1) for i in range(args.batch)])
   audio = render.render_batch(render.DexedRenderer(), voices)
   start = time.perf_counter()
   banks = features.FeatureBanks.create(spec)

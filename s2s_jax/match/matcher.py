@@ -18,16 +18,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from s2s_jax.audio.clip import check_same_clip
+from s2s_jax.infer import rendering
+from s2s_jax.infer import scoring
+from s2s_jax.infer.predictor import Predictor
+from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.match import candidates as candidates_lib
 from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.match import search
-from s2s_jax.match.models import ModelError, Predictor, TrainedModel
 from s2s_jax.match.target import Target
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
-from s2s_jax.train import evaluate
 
-ALL_ALGORITHMS = tuple(range(1, P.NUM_ALGORITHMS + 1))
+ALL_ALGORITHMS = tuple(range(1, params.NUM_ALGORITHMS + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +49,7 @@ class MatchSettings:
   seed: int = 0
 
   def __post_init__(self):
-    bad = [a for a in self.algorithms if not 1 <= a <= P.NUM_ALGORITHMS]
+    bad = [a for a in self.algorithms if not 1 <= a <= params.NUM_ALGORITHMS]
     if bad or not self.algorithms:
       raise ValueError(f"algorithms must be a non-empty set of 1..32, got {self.algorithms}")
     if self.top_k < 1:
@@ -92,9 +95,6 @@ class Matcher:
   def __init__(self, models: Sequence[TrainedModel], settings: MatchSettings = MatchSettings(),
                renderer: R.Renderer | None = None):
     self.settings = settings
-    self.renderer = renderer or R.DexedRenderer()
-    if self.renderer.settings.sample_rate != R.RenderSettings().sample_rate:
-      raise ValueError("the models read 48 kHz clips: render at 48 kHz")
     self._pairs = [(i, a) for i, m in enumerate(models)
                    for a in ((m.algorithm,) if m.algorithm else settings.algorithms)
                    if a in settings.algorithms]
@@ -103,6 +103,9 @@ class Matcher:
       raise ModelError(f"no model for the allowed algorithms {list(settings.algorithms)} "
                        f"(the models are trained for {trained})")
     self.predictor = Predictor(models)
+    self.renderer = renderer or R.DexedRenderer(self.predictor.clip)
+    check_same_clip(self.predictor.clip, f"model {models[0].workdir}", self.renderer.settings,
+                    "the renderer's")
     self.space = self.predictor.space
 
   def match(self, target: Target) -> Match:
@@ -128,7 +131,7 @@ class Matcher:
       classes, refine_renders = result.classes, result.renders
       refined = self._final_scores(target, classes, algorithm)
     return Match(
-        name=target.name, voice=self.space.decode(classes, algorithm - 1, name=target.name),
+        name=target.name, voice=self.space.decode(classes, algorithm, name=target.name),
         algorithm=algorithm, model=str(self.predictor.models[model].workdir), network=network,
         refined=refined, retuning=retuning, candidates=len(pool), refine_renders=refine_renders,
         seconds=time.perf_counter() - started)
@@ -140,10 +143,10 @@ class Matcher:
     return objective(np.stack(classes), np.array(algorithms))
 
   def _render(self, classes: np.ndarray, algorithm: int) -> np.ndarray:
-    return self.renderer.render(self.space.decode(classes, algorithm - 1))
+    return rendering.render_classes(self.space, classes[None], algorithm, self.renderer)[0]
 
   def _final_scores(self, target: Target, classes: np.ndarray, algorithm: int
                     ) -> dict[str, float]:
     audio = self._render(classes, algorithm)
-    return {k: float(v[0]) for k, v in evaluate.mfccd_scores(audio[None],
-                                                              target.audio[None]).items()}
+    scores = scoring.mfccd_scores(audio[None], target.audio[None], self.renderer.settings)
+    return {name: float(value[0]) for name, value in scores.items()}

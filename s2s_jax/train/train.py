@@ -28,8 +28,13 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from s2s_jax.audio.features import FeatureBanks, featurise
-from s2s_jax.bench import report
+from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.infer import logits as logits_lib
+from s2s_jax.infer import rendering
+from s2s_jax.infer import scoring
+from s2s_jax.infer import workdir as workdir_lib
+from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.models import sound2synth
 from s2s_jax.models.layers import BN_MOMENTUM
 from s2s_jax.synth import render as R
@@ -40,9 +45,7 @@ from s2s_jax.train import input_pipeline
 from s2s_jax.train import losses
 from s2s_jax.train import parallel
 from s2s_jax.train import writers
-
-
-CONFIG_FILE = "config.json"  # the run's settings, beside its checkpoints
+from s2s_jax.util import report
 
 
 class TrainState(train_state.TrainState):
@@ -72,11 +75,6 @@ def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int
   return optax.MultiSteps(optimizer, every_k_schedule=accumulation)
 
 
-def model_inputs(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
-  """What the network reads: every feature of `featurise`, plus the clip for the waveform."""
-  return featurise(banks, audio) | {"audio": audio}
-
-
 def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
                  batch_size: int) -> TrainState:
   audio = jnp.zeros((batch_size, banks.spec.num_samples), jnp.float32)
@@ -89,7 +87,7 @@ def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBanks, *,
-               layout: losses.ClassLayout, config: ml_collections.ConfigDict
+               layout: logits_lib.ClassLayout, config: ml_collections.ConfigDict
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One micro-step on a global batch: audio [batch, samples], labels and weights [batch, P]."""
   key = jax.random.fold_in(state.rng, state.step)
@@ -112,12 +110,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBan
   batch_stats = jax.tree.map(lambda new, old: jnp.where(finite, new, old), batch_stats,
                              state.batch_stats)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = {name: value for name, value in metrics.items() if name != "parameter_accuracy"}
   return state, metrics | {"grad_norm": optax.global_norm(grads), "finite": finite}
 
 
 def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks, *,
-              model: nn.Module, layout: losses.ClassLayout, config: ml_collections.ConfigDict
+              model: nn.Module, layout: logits_lib.ClassLayout, config: ml_collections.ConfigDict
               ) -> tuple[dict[str, jax.Array], jax.Array]:
   """(metric sums over the batch's real rows, predicted classes [batch, P])."""
   logits = model.apply(variables, model_inputs(banks, batch["audio"]), train=False)
@@ -126,9 +123,8 @@ def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks,
       use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive,
       example_mask=batch["mask"])
   count = jnp.sum(batch["mask"])
-  sums = {name: value * count for name, value in metrics.items()
-          if name != "parameter_accuracy"}
-  return sums, losses.predicted_classes(logits, layout)
+  sums = {name: value * count for name, value in metrics.items()}
+  return sums, logits_lib.predicted_classes(logits, layout)
 
 
 def swa_update(state: TrainState) -> TrainState:
@@ -229,9 +225,9 @@ class Evaluator:
     """Validation metrics; saves the best checkpoint; early stopping (`label` "validation")."""
     means, kept = self.run_eval(variables, "validation", self.config.eval_mfccd_examples)
     if len(kept["classes"]):
-      audio = evaluate.render_classes(self.space, kept["classes"], kept["algorithm"],
-                                      R.DexedRenderer())
-      scores = evaluate.mfccd_scores(audio, kept["audio"])
+      renderer = R.DexedRenderer(input_pipeline.training_clip(self.config))
+      audio = rendering.render_classes(self.space, kept["classes"], kept["algorithm"], renderer)
+      scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
       means |= {name: float(np.mean(value)) for name, value in scores.items()}
       shown = min(self.config.image_summaries, len(audio))
       self.writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
@@ -260,14 +256,14 @@ class Evaluator:
       best_metrics = {}
     num_test = input_pipeline.num_examples(self.dataset, "test")
     means, kept = self.run_eval(variables, "test", num_test)
-    renderer = R.DexedRenderer()
+    renderer = R.DexedRenderer(input_pipeline.training_clip(self.config))
     train_labels = input_pipeline.split_column(self.dataset, "train", "labels").astype(np.int32)
     predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
         train_labels, self.space, len(kept["classes"]), self.config.seed)
     rows = []
     for name, classes in predictions.items():
-      audio = evaluate.render_classes(self.space, classes, kept["algorithm"], renderer)
-      scores = evaluate.mfccd_scores(audio, kept["audio"])
+      audio = rendering.render_classes(self.space, classes, kept["algorithm"], renderer)
+      scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
       rows.append({"predictor": name, "examples": len(classes),
                    **{k: float(np.mean(v)) for k, v in scores.items()},
                    **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})
@@ -294,14 +290,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writing anything if a setting cannot run, and TrainingDiverged if the loss stays non-finite.
   """
   workdir = workdir_path(workdir)
-  if not config.data_dir:
-    config.data_dir = str(workdir / "tensorflow_datasets")
+  config.data_dir = input_pipeline.data_dir(config, workdir)
   validate_config(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:  # what `match.models.load_model` rebuilds the network from
-    (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+  clip = input_pipeline.training_clip(config)
+  if jax.process_index() == 0:  # what `infer.workdir.load_model` rebuilds the network from
+    workdir_lib.write_config(workdir, config, clip)
   space = ParameterSpace(config.num_bins)
-  layout = losses.ClassLayout.create(space)
+  layout = logits_lib.ClassLayout.create(space, clip)
   dataset = input_pipeline.prepared_dataset(config)
   num_train = (config.online.examples_per_epoch if config.input == "online"
                else input_pipeline.num_examples(dataset, "train"))
@@ -312,12 +308,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parallel.check_batch_size(mesh, config.per_step_batch_size)
   replicated = parallel.replicated(mesh)
 
-  banks = jax.device_put(FeatureBanks.create(), replicated)
+  banks = jax.device_put(FeatureBanks.create(FeatureSpec(clip=clip)), replicated)
   model = sound2synth.create_model(config, space)
   optimizer = create_optimizer(config, updates_per_epoch)
   state = jax.jit(functools.partial(create_state, model, optimizer, seed=config.seed,
                                     batch_size=1), out_shardings=replicated)(banks)
-  logging.info("model parameters: %d", sum(x.size for x in jax.tree.leaves(state.params)))
+  logging.info("model parameters: %d", sound2synth.count_parameters(state.params))
 
   batches = input_pipeline.train_batches(config, dataset, space)
   checkpoints = checkpointing.Checkpoints(workdir)
