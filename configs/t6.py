@@ -63,6 +63,7 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
   config.warmup_epochs = 4
   config.num_epochs = 30
   config.grad_clip_norm = 1.0
+  config.max_nonfinite_in_a_row = 5  # steps of non-finite loss or gradients before the run stops
   config.swa_start_epoch = 24  # average weights from here (batch norm statistics recomputed)
   config.early_stopping_patience = 8  # epochs without a better validation loss
 

@@ -46,6 +46,9 @@ def main(argv):
     train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except train.ConfigError as e:
     raise app.UsageError(str(e)) from e
+  except train.TrainingDiverged as e:  # every process stops at the same step
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
   except Exception as e:  # pylint: disable=broad-exception-caught
     if jax.process_count() == 1:
       raise

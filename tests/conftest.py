@@ -1,15 +1,28 @@
-"""Shared fixtures: the real Dexed renderer and, when present, the shared corpus."""
+"""Shared fixtures: the real Dexed renderer, the shared corpus when present, the tiny dataset
+and model; one JAX compilation cache for the session."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
-import numpy as np
-import pytest
+# Set before JAX is imported: this process and every run it starts (which inherit the variable)
+# compile each program once per session, e.g. the tiny network's steps, shared by every run of
+# the same config.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="s2s_jax_test_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
-from s2s_jax.synth import generate
-from s2s_jax.synth import render
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+
+import main_job  # pylint: disable=wrong-import-position
+from s2s_jax.synth import generate  # pylint: disable=wrong-import-position
+from s2s_jax.synth import render  # pylint: disable=wrong-import-position
+from s2s_jax.train import train  # pylint: disable=wrong-import-position
 
 # `../shared/presets` beside the project root, when this checkout has it.
 SHARED_PRESETS = pathlib.Path(os.environ.get(
@@ -63,11 +76,11 @@ def tiny_dataset(tiny_data_dir) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
-  """A workdir holding a `t6.py:tiny` model trained on the `tiny` dataset: a loadable model."""
+  """A workdir holding a `t6.py:tiny` model trained on the `tiny` dataset: a loadable model.
+
+  Trained in this process by `train_and_evaluate` (`main_job.TINY`: 2 epochs of 12 steps, SWA
+  over the second), as tests/test_train.py runs it through the entry point, killed and resumed.
+  """
   workdir = tmp_path_factory.mktemp("tiny_model") / "workdir"
-  result = subprocess.run(
-      [sys.executable, "-m", "s2s_jax.main", "--config=configs/t6.py:tiny", f"--workdir={workdir}",
-       f"--config.data_dir={tiny_data_dir}", "--config.num_epochs=2"],
-      capture_output=True, text=True, timeout=900, cwd=pathlib.Path(__file__).parents[1])
-  assert result.returncode == 0, result.stderr[-3000:]
+  train.train_and_evaluate(main_job.tiny_config(tiny_data_dir), str(workdir))
   return workdir

@@ -1,7 +1,8 @@
-"""Helpers of the tests that run the training entry point (`python -m s2s_jax.main`) for real.
+"""Helpers of the tests that train: the tests' config, and the training entry point
+(`python -m s2s_jax.main`) run for real.
 
-Runs are subprocesses: fake CPU devices and `jax.distributed` must be set up before JAX
-starts, and some tests kill a run.
+Entry-point runs are subprocesses: fake CPU devices and `jax.distributed` must be set up before
+JAX starts, and some tests kill a run. They share the session's compilation cache (conftest).
 """
 
 from __future__ import annotations
@@ -13,15 +14,28 @@ import socket
 import subprocess
 import sys
 
+import ml_collections
+
+from s2s_jax import config_file
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = 600  # seconds a run may take before the test gives up on it (a hang guard)
+# The tests' training run: the tiny config for 2 epochs of 12 steps, SWA over the second, logs
+# every step, a checkpoint every 2 (the session's `tiny_model` and test_train.py's runs).
+TINY = {"num_epochs": 2, "swa_start_epoch": 1, "log_every_steps": 1, "checkpoint_every_steps": 2}
+TINY_FLAGS = ("--config=configs/t6.py:tiny", *(f"--config.{k}={v}" for k, v in TINY.items()))
 
 
-def env(cache: pathlib.Path | None, devices: int = 1, **extra: str) -> dict[str, str]:
-  """The environment of a run on `devices` fake CPU devices, with a compilation cache."""
+def tiny_config(data_dir: pathlib.Path, **overrides) -> ml_collections.ConfigDict:
+  """The config `TINY_FLAGS` give the entry point, reading the dataset from `data_dir`."""
+  config = config_file.load(str(ROOT / "configs" / "t6.py") + ":tiny")
+  config.update(data_dir=str(data_dir), **TINY, **overrides)
+  return config
+
+
+def env(devices: int = 1, **extra: str) -> dict[str, str]:
+  """The environment of a run on `devices` fake CPU devices."""
   result = dict(os.environ, JAX_PLATFORMS="cpu", **extra)
-  if cache is not None:
-    result["JAX_COMPILATION_CACHE_DIR"] = str(cache)
   flags = os.environ.get("XLA_FLAGS", "")
   if devices > 1:
     flags += f" --xla_force_host_platform_device_count={devices}"
@@ -48,8 +62,13 @@ def records(workdir: pathlib.Path) -> list[dict]:
 
 
 def last_per_step(runs: list[dict], key: str) -> dict[int, float]:
-  """The last value logged per step (a resumed run logs the steps after its checkpoint again)."""
+  """step -> the value of `key` logged at that step."""
   return {r["step"]: r[key] for r in runs if key in r}
+
+
+def kinds(runs: list[dict]) -> list[tuple[int, str]]:
+  """(step, kind) of each row: its kind is the prefix of its names (`train/loss` -> train)."""
+  return [(r["step"], next(k for k in r if k != "step").split("/")[0]) for r in runs]
 
 
 def finished_checkpoints(workdir: pathlib.Path) -> list[int]:

@@ -97,11 +97,14 @@ def test_near_duplicate_groups_match_brute_force(random_voices, max_differences)
 
 def test_splits_are_leak_free_deterministic_and_seeded(random_voices):
   rng = np.random.default_rng(0)
-  voices = np.stack([generate.mutate(v, rng, 2) for v in random_voices for _ in range(4)])
+  voices = np.stack([generate.mutate(v, rng, 1) for v in random_voices for _ in range(4)])
   groups = splits.near_duplicate_groups(voices, 3)
   split = splits.assign_splits(voices, groups, seed=1)
-  for g in np.unique(groups):
-    assert len(np.unique(split[groups == g])) == 1
+  # By brute force: voices within 3 sound parameters of each other share their split.
+  sounds = params.clamp_voice(voices)[:, :params.NUM_SOUND_BYTES]
+  twins = (sounds[:, None] != sounds[None]).sum(-1) <= 3
+  assert twins.sum() >= 3 * len(voices)  # most copies of a voice are twins
+  assert np.all(split[:, None] == split[None], where=twins)
   np.testing.assert_array_equal(split, splits.assign_splits(voices, groups, seed=1))
   assert not np.array_equal(split, splits.assign_splits(voices, groups, seed=2))
   # A group's split depends only on the group: shuffling the corpus changes nothing.

@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 
 from s2s_jax.synth import corpus as C
+from s2s_jax.synth import params
 from s2s_jax.synth import splits
 
 
@@ -22,9 +23,14 @@ def test_shared_corpus_counts(shared_presets):
 
 def test_shared_corpus_splits_do_not_leak(shared_presets):
   corpus = C.read_corpus(shared_presets)
-  groups = splits.near_duplicate_groups(corpus.voices, 3)
-  split = splits.assign_splits(corpus.voices, groups)
-  spans = [len(np.unique(split[groups == g])) for g in np.unique(groups)[:2000]]
-  assert max(spans) == 1
+  split = splits.assign_splits(corpus.voices, splits.near_duplicate_groups(corpus.voices, 3))
+  # By brute force: no sampled validation or test voice is within 3 sound parameters (as Dexed
+  # plays them) of any training voice, although about a third of all voices have such a twin.
+  sounds = params.clamp_voice(corpus.voices)[:, :params.NUM_SOUND_BYTES]
+  train = sounds[split == 0]
+  rng = np.random.default_rng(0)
+  for held_out in (1, 2):
+    for row in sounds[rng.choice(np.flatnonzero(split == held_out), 200, replace=False)]:
+      assert (train != row).sum(-1).min() > 3
   shares = np.bincount(split) / len(split)
   assert 0.75 < shares[0] < 0.85 and 0.07 < shares[1] < 0.13 and 0.07 < shares[2] < 0.13

@@ -1,9 +1,10 @@
-"""Training: data parallelism over devices, exact resume, the main job end to end.
+"""Training: data parallelism over devices, a run end to end, exact resume after a kill.
 
-Every run is a subprocess: fake CPU devices must be set up before JAX starts, and the resume
-test kills a run. The main job runs in the background while the device tests run, and the
-killed run reuses its compiled programs (a persistent compilation cache). Multi-process jobs:
-test_multiprocess.py.
+The run end to end is the session's `tiny_model`, trained in this process. The device test is
+a subprocess (fake CPU devices must be set up before JAX starts), and so is the run that is
+killed and resumed through the entry point; it reuses the compiled programs of `tiny_model`
+(the session's compilation cache) and must log what it logged. Multi-process jobs:
+test_multiprocess.py; the loop's other paths in process: test_train_loop.py.
 """
 
 import json
@@ -22,10 +23,7 @@ import main_job
 from main_job import ROOT, TIMEOUT
 
 WORKER = ROOT / "tests" / "parallel_worker.py"
-# The tiny config for 2 epochs of 12 steps; SWA over the second; a checkpoint every 2 steps.
-MAIN_FLAGS = ("--config=configs/t6.py:tiny", "--config.num_epochs=2", "--config.swa_start_epoch=1",
-              "--config.log_every_steps=1", "--config.checkpoint_every_steps=2")
-TOTAL_STEPS = 24
+TOTAL_STEPS = 24  # main_job.TINY: 2 epochs of 12 steps
 KILL_AFTER_STEP = 14  # past the first validation (step 12), so the best checkpoint exists
 
 
@@ -36,11 +34,6 @@ def _run(args, env, cwd=ROOT) -> subprocess.CompletedProcess:
   return result
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> pathlib.Path:
-  return tmp_path_factory.mktemp("jax_cache")
-
-
 # Data parallelism: the same two train steps on 8 devices and on 1.
 
 
@@ -49,15 +42,10 @@ def _split(record: dict, prefix: str) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def layouts(tmp_path_factory, cache, uninterrupted_run):
-  """The worker's record of the steps on a mesh of 8 fake devices and of 1 device.
-
-  Asks for `uninterrupted_run` only to start the main job first: it runs meanwhile.
-  """
-  del uninterrupted_run
+def layouts(tmp_path_factory):
+  """The worker's record of the steps on a mesh of 8 fake devices and of 1 device."""
   out = tmp_path_factory.mktemp("devices")
-  _run([sys.executable, WORKER, out / "record.npz"],
-       main_job.env(cache, devices=8))
+  _run([sys.executable, WORKER, out / "record.npz"], main_job.env(devices=8))
   with np.load(out / "record.npz") as record:
     record = dict(record)
   return {"mesh8": _split(record, "mesh8/"), "mesh1": _split(record, "mesh1/"),
@@ -108,28 +96,13 @@ def test_eight_devices_agree_with_one_on_gradients_and_update(layouts):
   _assert_same_gradients_and_update(layouts["mesh8"], layouts["mesh1"])
 
 
-# The main job: a run to the end, and a run killed and restarted that must log the same.
+# A run to the end (the session's `tiny_model`), and a run killed and restarted that must log
+# the same.
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_run(tmp_path_factory, tiny_data_dir, cache):
-  """(workdir, process) of the main job, started in the background and run to its end."""
-  workdir = tmp_path_factory.mktemp("uninterrupted") / "workdir"
-  with open(workdir.parent / "main.log", "w", encoding="utf-8") as log:
-    run = subprocess.Popen(main_job.command(workdir, tiny_data_dir, *MAIN_FLAGS), env=main_job.env(cache), cwd=ROOT,
-                           stdout=log, stderr=subprocess.STDOUT)
-    yield workdir, run
-    if run.poll() is None:
-      run.kill()
-      run.wait()
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(uninterrupted_run) -> pathlib.Path:
-  workdir, run = uninterrupted_run
-  code = run.wait(timeout=TIMEOUT)
-  assert code == 0, (workdir.parent / "main.log").read_text()[-3000:]
-  return workdir
+def uninterrupted(tiny_model) -> pathlib.Path:
+  return tiny_model
 
 
 def _event_values(folder: pathlib.Path) -> dict[str, list[tuple[int, str]]]:
@@ -143,12 +116,16 @@ def _event_values(folder: pathlib.Path) -> dict[str, list[tuple[int, str]]]:
   return values
 
 
-def test_main_job_trains_evaluates_and_reports(uninterrupted):
-  train_loss = main_job.last_per_step(main_job.records(uninterrupted), "train/loss")
+def test_a_run_trains_evaluates_and_reports(uninterrupted):
+  records = main_job.records(uninterrupted)
+  train_loss = main_job.last_per_step(records, "train/loss")
   assert sorted(train_loss) == list(range(1, TOTAL_STEPS + 1))
   assert all(math.isfinite(loss) for loss in train_loss.values())
+  assert main_job.kinds(records) == [(s, "train") for s in range(1, 13)] + [(12, "validation")] + [
+      (s, "train") for s in range(13, 25)] + [(24, "validation"), (24, "swa"), (24, "test")]
   results = json.loads((uninterrupted / "results.json").read_text())
   assert results["step"] == TOTAL_STEPS and not results["stopped_early"]
+  assert results["nonfinite_steps"] == 0
   rows = {row["predictor"]: row for row in results["test_mfccd"]}
   assert set(rows) == {"model", "random_train_voice", "mode_voice"}
   for row in rows.values():
@@ -168,9 +145,9 @@ def test_main_job_trains_evaluates_and_reports(uninterrupted):
   assert len(images) == 2 and all(kind == "image" for values in images for _, kind in values)
 
 
-def test_killed_run_resumes_exactly(uninterrupted, tmp_path, tiny_data_dir, cache):
+def test_killed_run_resumes_exactly(uninterrupted, tmp_path, tiny_data_dir):
   workdir = tmp_path / "killed"
-  command, env = main_job.command(workdir, tiny_data_dir, *MAIN_FLAGS), main_job.env(cache)
+  command, env = main_job.command(workdir, tiny_data_dir, *main_job.TINY_FLAGS), main_job.env()
   with open(tmp_path / "killed.log", "w", encoding="utf-8") as log:
     run = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + TIMEOUT
@@ -194,6 +171,7 @@ def test_killed_run_resumes_exactly(uninterrupted, tmp_path, tiny_data_dir, cach
   assert f"step {restored}/{TOTAL_STEPS}" not in resumed.stdout  # nothing trained twice
 
   expected, records = main_job.records(uninterrupted), main_job.records(workdir)
+  assert main_job.kinds(records) == main_job.kinds(expected)  # no row repeated after the resume
   for key in ("train/loss", "train/grad_norm", "validation/loss", "swa/loss", "test/loss"):
     want, got = main_job.last_per_step(expected, key), main_job.last_per_step(records, key)
     assert sorted(got) == sorted(want), key

@@ -2,7 +2,8 @@
 
 `workdir/checkpoints/` keeps the latest full state: the train state (parameters, batch-norm
 statistics, optimiser, step, RNG, SWA average), every host's data-iterator position (grain's
-handler, one file per process) and the loop's progress (epoch bookkeeping, early stopping).
+handler, one file per process) and the loop's `train.LoopState` as JSON (epochs, early
+stopping, non-finite steps).
 `workdir/best/` keeps the variables of the best validation loss and their metrics.
 The workdir may be on Cloud Storage (gs://). In a multi-process job every process calls every
 save and restore; each manager names its barriers apart, as both may save the same step at once.

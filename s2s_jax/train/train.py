@@ -11,11 +11,12 @@ metrics and MFCCD of rendered predictions, side by side with two baselines.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from etils import epath
@@ -42,8 +43,8 @@ from s2s_jax.train import checkpointing
 from s2s_jax.train import evaluate
 from s2s_jax.train import input_pipeline
 from s2s_jax.train import losses
-from s2s_jax.train import metrics as metric_writers
 from s2s_jax.train import parallel
+from s2s_jax.train import writers
 from s2s_jax.util import report
 
 
@@ -69,7 +70,8 @@ def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int
                                                    warmup + 1), end_value=1e-8)
   optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm),
                           optax.adamw(schedule, weight_decay=config.weight_decay))
-  optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=100)  # skip NaN steps
+  # Skip every non-finite update (the loop counts them and stops the run after a few in a row).
+  optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=np.iinfo(np.int32).max)
   return optax.MultiSteps(optimizer, every_k_schedule=accumulation)
 
 
@@ -100,9 +102,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBan
         use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive)
     return loss, (metrics, updates["batch_stats"])
 
-  (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.array(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  # A skipped step leaves the batch-norm statistics as they were, like the parameters.
+  batch_stats = jax.tree.map(lambda new, old: jnp.where(finite, new, old), batch_stats,
+                             state.batch_stats)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state, metrics | {"grad_norm": optax.global_norm(grads)}
+  return state, metrics | {"grad_norm": optax.global_norm(grads), "finite": finite}
 
 
 def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks, *,
@@ -163,13 +171,123 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from e
 
 
+class TrainingDiverged(RuntimeError):
+  """The loss or gradients were not finite at too many steps in a row; the message says why."""
+
+
+@dataclasses.dataclass
+class LoopState:
+  """Where the loop stands beyond the TrainState; checkpointed with it (as JSON)."""
+  epochs_done: int = 0
+  best_loss: float = math.inf
+  evals_without_improvement: int = 0
+  stopped_early: bool = False
+  nonfinite_steps: int = 0  # steps whose loss or gradients were not finite (update skipped)
+  nonfinite_in_a_row: int = 0
+
+  def count_step(self, step: int, finite: bool, config: ml_collections.ConfigDict) -> None:
+    """Counts a non-finite step and logs it; raises TrainingDiverged after too many in a row."""
+    if finite:
+      self.nonfinite_in_a_row = 0
+      return
+    self.nonfinite_steps += 1
+    self.nonfinite_in_a_row += 1
+    logging.warning("step %d: non-finite loss or gradients, update skipped (%d in a row, %d in "
+                    "all)", step, self.nonfinite_in_a_row, self.nonfinite_steps)
+    limit = config.max_nonfinite_in_a_row
+    if self.nonfinite_in_a_row >= limit:
+      raise TrainingDiverged(
+          f"stopped at step {step}: the loss or gradients were not finite at "
+          f"{self.nonfinite_in_a_row} steps in a row (steps {step - self.nonfinite_in_a_row + 1}"
+          f" to {step}; config.max_nonfinite_in_a_row={limit}), and their updates were skipped. "
+          f"Try a lower config.learning_rate (now {config.learning_rate}) or "
+          f"config.grad_clip_norm (now {config.grad_clip_norm}), and check the data for NaN, "
+          "infinite or empty audio and weights. The last checkpoint holds parameters from "
+          "before these steps.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """Validation and test of one run: metrics, MFCCD of rendered predictions, best checkpoint.
+
+  `run_eval(variables, split, keep)` gives the split's metric means and its first `keep`
+  examples' predicted classes, algorithms and audio (`evaluate.split_metrics`).
+  """
+  config: ml_collections.ConfigDict
+  space: ParameterSpace
+  dataset: Any
+  run_eval: Callable[[dict, str, int], tuple[dict, dict]]
+  checkpoints: checkpointing.Checkpoints
+  writer: writers.MetricWriter
+
+  def validate(self, variables: dict, step: int, loop: LoopState, label: str = "validation"
+               ) -> dict[str, float]:
+    """Validation metrics; saves the best checkpoint; early stopping (`label` "validation")."""
+    means, kept = self.run_eval(variables, "validation", self.config.eval_mfccd_examples)
+    if len(kept["classes"]):
+      renderer = R.DexedRenderer(input_pipeline.training_clip(self.config))
+      audio = rendering.render_classes(self.space, kept["classes"], kept["algorithm"], renderer)
+      scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
+      means |= {name: float(np.mean(value)) for name, value in scores.items()}
+      shown = min(self.config.image_summaries, len(audio))
+      self.writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
+    self.writer.scalars(step, label, means)
+    print(f"{label} at step {step}: "
+          + "  ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())), flush=True)
+    if means["loss"] < loop.best_loss:
+      loop.best_loss = float(means["loss"])
+      loop.evals_without_improvement = 0
+      self.checkpoints.save_best(step, variables, {"source": label, "step": step, **means})
+    elif label == "validation":
+      loop.evals_without_improvement += 1
+      if loop.evals_without_improvement >= self.config.early_stopping_patience:
+        logging.info("early stopping: no better validation loss in %d evaluations",
+                     self.config.early_stopping_patience)
+        loop.stopped_early = True
+    return means
+
+  def test(self, state: TrainState, step: int, loop: LoopState) -> dict[str, Any]:
+    """Scores the best variables on the test split beside the baselines; writes results.json."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    best = self.checkpoints.restore_best(variables)
+    if best is not None:
+      variables, best_metrics = best
+    else:
+      best_metrics = {}
+    num_test = input_pipeline.num_examples(self.dataset, "test")
+    means, kept = self.run_eval(variables, "test", num_test)
+    renderer = R.DexedRenderer(input_pipeline.training_clip(self.config))
+    train_labels = input_pipeline.split_column(self.dataset, "train", "labels").astype(np.int32)
+    predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
+        train_labels, self.space, len(kept["classes"]), self.config.seed)
+    rows = []
+    for name, classes in predictions.items():
+      audio = rendering.render_classes(self.space, classes, kept["algorithm"], renderer)
+      scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
+      rows.append({"predictor": name, "examples": len(classes),
+                   **{k: float(np.mean(v)) for k, v in scores.items()},
+                   **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})
+    self.writer.scalars(step, "test", means | {f"{r['predictor']}_{k}": v for r in rows
+                                               for k, v in r.items() if k.startswith("mfccd")})
+    print(f"test split of {self.config.dataset_config}: {num_test} examples, model from "
+          f"{best_metrics.get('source', 'last state')} at step {best_metrics.get('step', step)}")
+    print(report.format_table(rows))
+    results = {"step": step, "best_validation": best_metrics, "test_metrics": means,
+               "test_mfccd": rows, "stopped_early": loop.stopped_early,
+               "nonfinite_steps": loop.nonfinite_steps}
+    if jax.process_index() == 0:
+      (epath.Path(self.checkpoints.latest.directory).parent / "results.json").write_text(
+          json.dumps(results, indent=2, default=float) + "\n")
+    return results
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains per `config`, writing checkpoints and summaries under `workdir`.
 
   Returns the final results: the best validation metrics and the test split's scores. The
   settings go to `workdir/config.json` first, so a workdir is a loadable model.
   An empty `config.data_dir` means `workdir/tensorflow_datasets`. Raises ConfigError before
-  writing anything if a setting cannot run.
+  writing anything if a setting cannot run, and TrainingDiverged if the loss stays non-finite.
   """
   workdir = workdir_path(workdir)
   config.data_dir = input_pipeline.data_dir(config, workdir)
@@ -199,13 +317,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   batches = input_pipeline.train_batches(config, dataset, space)
   checkpoints = checkpointing.Checkpoints(workdir)
-  progress = {"epochs_done": 0, "best_loss": math.inf, "evals_without_improvement": 0,
-              "stopped_early": False}
+  loop = LoopState()
   restored = checkpoints.restore_latest(state, batches)
   if restored is not None:
     state, progress = restored
+    loop = LoopState(**progress)
     logging.info("resumed from step %d", int(state.step))
-  writer = metric_writers.MetricWriter(workdir)
+  writer = writers.MetricWriter(workdir, restored_step=int(state.step))
 
   p_train_step = jax.jit(functools.partial(train_step, layout=layout, config=config),
                          in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
@@ -221,79 +339,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         lambda b: p_eval_step(variables, parallel.global_batch(mesh, parallel.host_slice(b)),
                               banks), batches_, keep)
 
+  evaluator = Evaluator(config, space, dataset, run_eval, checkpoints, writer)
   step = int(state.step)
-  clock = metric_writers.Progress(total_steps, step)
+  clock = writers.Progress(total_steps, step)
   started = time.perf_counter()
   train_metrics = []
-  while step < total_steps and not progress["stopped_early"]:
-    batch = parallel.global_batch(mesh, next(batches))
-    state, metrics = p_train_step(state, batch, banks)
-    step += 1
-    train_metrics.append(metrics)
-    if step % config.log_every_steps == 0 or step == total_steps:
-      summary = {k: float(np.mean([m[k] for m in jax.device_get(train_metrics)]))
-                 for k in train_metrics[0]}
-      train_metrics = []
-      writer.scalars(step, "train", summary)
-      print(clock.line(step, step / steps_per_epoch, summary["loss"]), flush=True)
-    out_of_time = (config.max_train_seconds
-                   and time.perf_counter() - started > config.max_train_seconds)
-    if step % steps_per_epoch == 0 or out_of_time:
-      epoch = step // steps_per_epoch
-      if epoch > progress["epochs_done"] and epoch > config.swa_start_epoch:
-        state = p_swa_update(state)
-      progress["epochs_done"] = epoch
-      if epoch % config.eval_every_epochs == 0 or out_of_time or step == total_steps:
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        _validate(variables, step, progress, run_eval, checkpoints, writer, config, space)
-    if step % config.checkpoint_every_steps == 0 or out_of_time:
-      checkpoints.save_latest(step, state, batches, progress)
-    if out_of_time:
-      logging.info("stopping: max_train_seconds=%s reached", config.max_train_seconds)
-      break
-  checkpoints.save_latest(step, state, batches, progress)
-  batches.close()
+  try:
+    while step < total_steps and not loop.stopped_early:
+      batch = parallel.global_batch(mesh, next(batches))
+      state, metrics = p_train_step(state, batch, banks)
+      step += 1
+      train_metrics.append(metrics)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        fetched = jax.device_get(train_metrics)
+        train_metrics = []
+        for offset, metrics_ in enumerate(fetched):
+          loop.count_step(step - len(fetched) + 1 + offset, bool(metrics_["finite"]), config)
+        summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]
+                   if k != "finite"}
+        writer.scalars(step, "train", summary)
+        print(clock.line(step, step / steps_per_epoch, summary["loss"]), flush=True)
+      out_of_time = (config.max_train_seconds
+                     and time.perf_counter() - started > config.max_train_seconds)
+      if step % steps_per_epoch == 0 or out_of_time:
+        epoch = step // steps_per_epoch
+        if epoch > loop.epochs_done and epoch > config.swa_start_epoch:
+          state = p_swa_update(state)
+        loop.epochs_done = epoch
+        if epoch % config.eval_every_epochs == 0 or out_of_time or step == total_steps:
+          evaluator.validate({"params": state.params, "batch_stats": state.batch_stats}, step,
+                             loop)
+      if step % config.checkpoint_every_steps == 0 or out_of_time:
+        checkpoints.save_latest(step, state, batches, dataclasses.asdict(loop))
+      if out_of_time:
+        logging.info("stopping: max_train_seconds=%s reached", config.max_train_seconds)
+        break
+    checkpoints.save_latest(step, state, batches, dataclasses.asdict(loop))
+    batches.close()
 
-  if int(state.swa_count) > 0:
-    num_batches = 32 if config.input == "online" else min(32, steps_per_epoch)
-    swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks,
-                                        num_batches)
-    variables = {"params": state.swa_params, "batch_stats": swa_stats}
-    logging.info("SWA over %d epochs", int(state.swa_count))
-    _validate(variables, step, progress, run_eval, checkpoints, writer, config, space,
-              label="swa")
-  checkpoints.wait()
-  results = _test(state, step, progress, run_eval, checkpoints, writer, config, space, dataset)
-  checkpoints.close()
-  writer.close()
-  return results
-
-
-def _validate(variables, step: int, progress: dict, run_eval, checkpoints, writer, config,
-              space: ParameterSpace, label: str = "validation") -> dict[str, float]:
-  """Validation loss and metrics, MFCCD of a rendered subset, best checkpoint, early stopping."""
-  means, kept = run_eval(variables, "validation", config.eval_mfccd_examples)
-  if len(kept["classes"]):
-    renderer = R.DexedRenderer(input_pipeline.training_clip(config))
-    audio = rendering.render_classes(space, kept["classes"], kept["algorithm"], renderer)
-    scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
-    means |= {name: float(np.mean(value)) for name, value in scores.items()}
-    shown = min(config.image_summaries, len(audio))
-    writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
-  writer.scalars(step, label, means)
-  print(f"{label} at step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())),
-        flush=True)
-  if means["loss"] < progress["best_loss"]:
-    progress["best_loss"] = float(means["loss"])
-    progress["evals_without_improvement"] = 0
-    checkpoints.save_best(step, variables, {"source": label, "step": step, **means})
-  elif label == "validation":
-    progress["evals_without_improvement"] += 1
-    if progress["evals_without_improvement"] >= config.early_stopping_patience:
-      logging.info("early stopping: no better validation loss in %d evaluations",
-                   config.early_stopping_patience)
-      progress["stopped_early"] = True
-  return means
+    if int(state.swa_count) > 0:
+      num_batches = 32 if config.input == "online" else min(32, steps_per_epoch)
+      swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks,
+                                          num_batches)
+      logging.info("SWA over %d epochs", int(state.swa_count))
+      evaluator.validate({"params": state.swa_params, "batch_stats": swa_stats}, step, loop,
+                         label="swa")
+    checkpoints.wait()
+    return evaluator.test(state, step, loop)
+  finally:
+    batches.close()  # again after a failure: closing twice is harmless
+    checkpoints.close()
+    writer.close()
 
 
 def _recomputed_batch_stats(model, state: TrainState, config, dataset, space, mesh, banks,
@@ -308,39 +404,3 @@ def _recomputed_batch_stats(model, state: TrainState, config, dataset, space, me
     total = stats if total is None else jax.tree.map(jnp.add, total, stats)
   batches.close()
   return jax.tree.map(lambda s: s / num_batches, total)
-
-
-def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, writer, config,
-          space: ParameterSpace, dataset) -> dict[str, Any]:
-  """Scores the best variables on the test split beside the baselines; writes results.json."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  best = checkpoints.restore_best(variables)
-  if best is not None:
-    variables, best_metrics = best
-  else:
-    best_metrics = {}
-  num_test = input_pipeline.num_examples(dataset, "test")
-  means, kept = run_eval(variables, "test", num_test)
-  renderer = R.DexedRenderer(input_pipeline.training_clip(config))
-  train_labels = input_pipeline.split_column(dataset, "train", "labels").astype(np.int32)
-  predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
-      train_labels, space, len(kept["classes"]), config.seed)
-  rows = []
-  for name, classes in predictions.items():
-    audio = rendering.render_classes(space, classes, kept["algorithm"], renderer)
-    scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
-    rows.append({"predictor": name, "examples": len(classes),
-                 **{k: float(np.mean(v)) for k, v in scores.items()},
-                 **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})
-  writer.scalars(step, "test", means | {f"{r['predictor']}_{k}": v for r in rows
-                                         for k, v in r.items() if k.startswith("mfccd")})
-  print(f"test split of {config.dataset_config}: {num_test} examples, model from "
-        f"{best_metrics.get('source', 'last state')} at step {best_metrics.get('step', step)}")
-  print(report.format_table(rows))
-  results = {"step": step, "best_validation": best_metrics, "test_metrics": means,
-             "test_mfccd": rows, "stopped_early": progress["stopped_early"]}
-  if jax.process_index() == 0:
-    (epath.Path(checkpoints.latest.directory).parent / "results.json").write_text(
-        json.dumps(results, indent=2, default=float) + "\n")
-  return results
-
