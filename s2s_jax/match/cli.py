@@ -18,6 +18,7 @@ import time
 import jax
 
 from s2s_jax.match import export
+from s2s_jax.match import library
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import models
 from s2s_jax.match import search
@@ -45,8 +46,18 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
 
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
   """The model and search options `s2s-match` and `s2s-serve` share."""
-  parser.add_argument("--model", action="append", required=True, metavar="WORKDIR",
+  parser.add_argument("--model", action="append", default=[], metavar="WORKDIR",
                       help="a training workdir (repeat for one model per algorithm)")
+  parser.add_argument("--library", action="append", default=[], metavar="DIR",
+                      help="a folder tree of .syx presets whose nearest voices are candidates "
+                           "(repeatable; rendered once, then cached)")
+  parser.add_argument("--library-cache", metavar="DIR", default=None,
+                      help="where library features are cached (default $S2S_CACHE_DIR/library "
+                           "or ~/.cache/s2s_jax/library)")
+  parser.add_argument("--library-k", type=bounded(int, 1), default=32, metavar="N",
+                      help="nearest library voices rendered as candidates (default 32)")
+  parser.add_argument("--starts", type=bounded(int, 1), default=4, metavar="N",
+                      help="best candidates the search starts from (default 4)")
   parser.add_argument("--algorithms", type=parse_algorithms, default=matcher_lib.ALL_ALGORITHMS,
                       metavar="LIST", help="DX7 algorithms to try, e.g. 1,5,13-16 (default all)")
   parser.add_argument("--top-k", type=bounded(int, 1), default=4, metavar="K",
@@ -76,10 +87,15 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
               else R.DexedRenderer(settings))
   refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
             if args.refine_renders else None)
+  if not args.model and not args.library:
+    raise ValueError("give a --model, a --library of presets, or both")
+  presets = (library.build_library(args.library, renderer, args.library_cache)
+             if args.library else None)
   return matcher_lib.Matcher(
       [models.load_model(w) for w in args.model],
       matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
-                                seed=args.seed), renderer)
+                                seed=args.seed, library_k=args.library_k, starts=args.starts),
+      renderer, presets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     targets = [target_lib.load_target(path) for path in args.audio]
     matcher = create_matcher(args)
-  except (target_lib.TargetError, models.ModelError, ValueError, FileNotFoundError) as e:
+  except (target_lib.TargetError, models.ModelError, ValueError, OSError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
 
@@ -120,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 def _line(entry: dict) -> str:
   scores = entry["refined"] or entry["network"]
   refined = "" if entry["refined"] is None else (
-      f" (network {entry['network']['mfccd13']:.2f})")
+      f" (selected {entry['network']['mfccd13']:.2f})")
   return (f"{entry['name']}: algorithm {entry['algorithm']}, MFCCD-13 {scores['mfccd13']:.2f}"
           f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
 
