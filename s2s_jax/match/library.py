@@ -23,6 +23,7 @@ import os
 import pathlib
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -160,7 +161,7 @@ class FeatureCache:
         with np.load(shard) as data:
           keys.append(data["keys"])
           features.append(data["features"].astype(np.float32))
-      except (OSError, ValueError, KeyError, EOFError):
+      except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         continue
     if not keys:
       return np.zeros((0, 16), np.uint8), np.zeros((0, 0, N_MFCC), np.float32)
@@ -176,7 +177,7 @@ class FeatureCache:
     name = hashlib.blake2b(keys.tobytes(), digest_size=8).hexdigest()
     path = self.folder / f"shard-{name}.npz"
     data = io.BytesIO()
-    np.savez(data, keys=keys, features=features.astype(np.float16))
+    np.savez(data, keys=keys, features=features.astype(np.float16))  # 1e-3 relative: ample
     sysex.write(path, data.getvalue())
     return path
 
@@ -213,7 +214,8 @@ def library_of(voices: np.ndarray, sources: Sequence[str], renderer: R.Renderer,
     cache_dir: where summaries are kept (default `default_cache_dir()`).
     progress: called with a line of text per shard rendered (default: stderr).
   """
-  progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+  if progress is None:
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # pylint: disable=unnecessary-lambda-assignment
   keys = voice_keys(voices)
   cache = FeatureCache(renderer, cache_dir)
   cached_keys, cached = cache.load()
@@ -226,6 +228,7 @@ def library_of(voices: np.ndarray, sources: Sequence[str], renderer: R.Renderer,
     for done in range(0, len(missing), SHARD_VOICES):
       chunk = np.array(missing[done:done + SHARD_VOICES])
       features = summarise(R.render_batch(renderer, voices[chunk]))
+      features = features.astype(np.float16).astype(np.float32)  # as the cache keeps them
       cache.add(keys[chunk], features)
       known.update(zip((k.tobytes() for k in keys[chunk]), features))
       progress(f"library: {done + len(chunk)}/{len(missing)} rendered "

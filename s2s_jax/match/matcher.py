@@ -128,7 +128,7 @@ class Matcher:
   def match(self, target: Target) -> Match:
     started = time.perf_counter()
     sources, algorithms, values, proposals = self._candidates(target)
-    objective = search.Objective(target.audio, self.space, algorithms[0], self.renderer)
+    objective = self._objective(target, algorithms[0])
     order = np.argsort(objective(values, algorithms), kind="stable")[:self.settings.starts]
 
     retunings = []
@@ -182,6 +182,10 @@ class Matcher:
       algorithms += self.library.algorithms[nearest].tolist()
       proposals += [None] * len(nearest)
     return sources, np.array(algorithms), np.stack(values), proposals
+
+  def _objective(self, target: Target, algorithm: int) -> search.Objective:
+    """What scores this input's candidates (benchmarks record through it)."""
+    return search.Objective(target.audio, self.space, algorithm, self.renderer)
 
   def _render(self, values: np.ndarray, algorithm: int) -> np.ndarray:
     return self.renderer.render(self.space.decode(values, algorithm - 1))
