@@ -23,9 +23,9 @@ from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.bench import train as bench_train
+from s2s_jax.infer import logits as logits_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
-from s2s_jax.train import losses
 from s2s_jax.train import parallel
 from s2s_jax.train import train
 
@@ -59,7 +59,7 @@ class Job:
   def __init__(self):
     self.config = config_file.load(CONFIG)
     self.space = ParameterSpace(self.config.num_bins)
-    self.layout = losses.ClassLayout.create(self.space)
+    self.layout = logits_lib.ClassLayout.create(self.space)
     model = sound2synth.create_model(self.config, self.space)
     optimizer = train.create_optimizer(self.config, updates_per_epoch=4)
     self.banks = FeatureBanks.create(SPEC)

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from s2s_jax.infer import logits as logits_lib
 from s2s_jax.synth import generate
 from s2s_jax.synth import params as P
 from s2s_jax.synth import render
@@ -21,7 +22,7 @@ BATCH = 8
 
 @pytest.fixture(scope="module")
 def layout():
-  return losses.ClassLayout.create(SPACE)
+  return logits_lib.ClassLayout.create(SPACE)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def reference_target(label, n, sigma=0.02, radius=5):
 
 
 def test_layout_gathers_each_parameter_block(layout, logits):
-  padded = np.asarray(losses.padded_logits(logits, layout))
+  padded = np.asarray(logits_lib.padded_logits(logits, layout))
   assert layout.index.shape == (SPACE.num_params, SPACE.num_classes.max())
   for k, n in enumerate(SPACE.num_classes):
     np.testing.assert_array_equal(padded[:, k, :n],
@@ -85,7 +86,7 @@ def test_targets_match_the_reference_kernel(layout):
 def test_targets_are_symmetric_with_std_sigma_k(layout):
   for num_bins, sigma in ((64, 0.02), (64, 0.05), (32, 0.1)):
     space = ParameterSpace(num_bins)
-    layout_k = losses.ClassLayout.create(space)
+    layout_k = logits_lib.ClassLayout.create(space)
     k = space.names.index("LFO SPEED")
     labels = jnp.full((1, space.num_params), num_bins // 2, jnp.int32)
     target = np.asarray(losses.smoothed_targets(labels, layout_k, sigma))[0, k, :num_bins]
@@ -148,7 +149,8 @@ def test_perfect_logits_score_zero_and_full_accuracy(layout, labels):
     assert float(metrics[name]) == 1.0
   assert float(metrics["bin_mae"]) == 0.0
   np.testing.assert_array_equal(metrics["parameter_accuracy"], 1.0)
-  np.testing.assert_array_equal(losses.predicted_classes(one_hot_logits(labels), layout), labels)
+  np.testing.assert_array_equal(logits_lib.predicted_classes(one_hot_logits(labels), layout),
+                                labels)
 
 
 def test_metrics_count_errors(layout, labels):
@@ -290,7 +292,7 @@ def test_mask_matches_dexed_scale_level(layout):
     k = SPACE.names.index(f"OP{op} F COARSE")
     for i in range(len(labels)):
       boost = scale_level(60 + value["TRANSPOSE"][i] - 24, *(
-          value[f"OP{op} {name}"][i] for name in losses.LEVEL_PARAMS[1:]))
+          value[f"OP{op} {name}"][i] for name in logits_lib.LEVEL_PARAMS[1:]))
       assert mask[i, k] == (value[f"OP{op} OUTPUT LEVEL"][i] > 0 or boost > 0)
   assert 0.2 < mask.mean() < 0.9
 

@@ -14,9 +14,9 @@ import pytest
 import soundfile
 
 from s2s_jax.audio import mfccd
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
 from s2s_jax.match import matcher as matcher_lib
-from s2s_jax.match import models
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import generate
@@ -29,8 +29,8 @@ ROOT = pathlib.Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model) -> models.TrainedModel:
-  return models.load_model(tiny_model)
+def model(tiny_model) -> workdir_lib.TrainedModel:
+  return workdir_lib.load_model(tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_refinement_never_makes_the_match_worse(model, renderer, sounds):
 
 
 def test_no_model_for_the_allowed_algorithms_is_an_error(model, renderer):
-  with pytest.raises(models.ModelError, match="no model for the allowed algorithms"):
+  with pytest.raises(workdir_lib.ModelError, match="no model for the allowed algorithms"):
     matcher_lib.Matcher([model], matcher_lib.MatchSettings(algorithms=(7,)), renderer)
 
 

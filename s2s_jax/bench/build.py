@@ -12,13 +12,13 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from s2s_jax.bench import report
 from s2s_jax.data import builder
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import generate
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
+from s2s_jax.util import report
 
 
 def add_arguments(parser) -> None:

@@ -23,9 +23,9 @@ from s2s_jax.audio import features
 from s2s_jax.audio import mfccd
 from s2s_jax.audio import storage
 from s2s_jax.audio.spec import FeatureSpec
-from s2s_jax.bench import report
 from s2s_jax.synth import generate
 from s2s_jax.synth import render
+from s2s_jax.util import report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

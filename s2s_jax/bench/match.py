@@ -3,7 +3,7 @@
 Models are `--config`'s network with freshly initialised variables saved as training workdirs
 (speed does not depend on the weights). Rows: warm matches without refinement (median over
 `--repeats`), beside their parts (the networks alone, applied one after the other as
-`match.models.Predictor` does, and the alternative: stacked under one vmap), then the cold start
+`infer.predictor.Predictor` does, and the alternative: stacked under one vmap), then the cold start
 (loading the models, compiling, the first match, whole `s2s-match` processes).
 """
 
@@ -25,16 +25,17 @@ import soundfile
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks
-from s2s_jax.bench import report
+from s2s_jax.infer import predictor as predictor_lib
+from s2s_jax.infer import workdir as workdir_lib
+from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.match import matcher as matcher_lib
-from s2s_jax.match import models
 from s2s_jax.match import target as target_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.synth import generate
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import checkpointing
-from s2s_jax.train import train
+from s2s_jax.util import report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +59,8 @@ def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Pat
     workdir = folder / f"alg{algorithm:02d}"
     workdir.mkdir(parents=True)
     config.dataset_config = f"alg{algorithm:02d}"
-    (workdir / train.CONFIG_FILE).write_text(config.to_json(indent=2))
-    variables = init(jax.random.key(algorithm), train.model_inputs(banks, audio))
+    (workdir / workdir_lib.CONFIG_FILE).write_text(config.to_json(indent=2))
+    variables = init(jax.random.key(algorithm), model_inputs(banks, audio))
     checkpoints = checkpointing.Checkpoints(workdir)
     checkpoints.save_best(1, dict(variables), {"source": "s2s-bench match"})
     checkpoints.wait()
@@ -80,7 +81,7 @@ def _input(folder: pathlib.Path) -> pathlib.Path:
 def time_models(workdirs: list[pathlib.Path], input_path: pathlib.Path, top_k: int,
                 repeats: int) -> list[dict[str, object]]:
   start = time.perf_counter()
-  loaded = [models.load_model(w) for w in workdirs]
+  loaded = [workdir_lib.load_model(w) for w in workdirs]
   load_s = time.perf_counter() - start
   matcher = matcher_lib.Matcher(loaded, matcher_lib.MatchSettings(top_k=top_k))
   target = target_lib.load_target(input_path)
@@ -111,13 +112,13 @@ def time_models(workdirs: list[pathlib.Path], input_path: pathlib.Path, top_k: i
   ]
 
 
-def _stacked_probabilities(predictor: models.Predictor):
+def _stacked_probabilities(predictor: predictor_lib.Predictor):
   """The alternative to `Predictor`'s loop: every model's variables stacked, one vmapped
   program (the models must share one architecture) -> jitted fn(inputs)."""
   network = sound2synth.create_model(predictor.models[0].config, predictor.space)
   stacked = jax.tree.map(lambda *x: jnp.stack(x), *[m.variables for m in predictor.models])
-  apply = jax.vmap(functools.partial(models.class_probabilities, network, predictor.layout),
-                   in_axes=(0, None))
+  apply = jax.vmap(functools.partial(predictor_lib.network_probabilities, network,
+                                     predictor.layout), in_axes=(0, None))
   return jax.jit(lambda inputs: apply(stacked, inputs))
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from s2s_jax import config_file
 from s2s_jax.audio.features import STATISTICS
 from s2s_jax.audio.spec import FeatureSpec
-from s2s_jax.bench import report
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.util import report
 
 # The reference's head: FC(2048 -> 153*64), then two "GroupFC" layers that are dense in
 # practice (9792 -> 9792, 9792 -> 6645), all with biases.

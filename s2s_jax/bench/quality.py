@@ -21,15 +21,18 @@ import matplotlib
 import numpy as np
 
 from s2s_jax.audio import mfccd
-from s2s_jax.bench import report
 from s2s_jax.bench import search_quality
+from s2s_jax.infer import predictor as predictor_lib
+from s2s_jax.infer import rendering
+from s2s_jax.infer import scoring
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
-from s2s_jax.match import models
 from s2s_jax.match import search
 from s2s_jax.synth import params as P
 from s2s_jax.synth import render as R
 from s2s_jax.train import evaluate
 from s2s_jax.train import input_pipeline
+from s2s_jax.util import report
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -65,7 +68,7 @@ def _fail(message: str) -> NoReturn:
   raise SystemExit(2)
 
 
-def load_targets(model: models.TrainedModel, presets: str, algorithm: int | None, count: int
+def load_targets(model: workdir_lib.TrainedModel, presets: str, algorithm: int | None, count: int
                  ) -> tuple[pathlib.Path, dict[str, np.ndarray]]:
   """The model's dataset folder (built if missing) and its first `count` test examples.
 
@@ -107,7 +110,7 @@ def _timed(fn, *args):
   return result, time.perf_counter() - start
 
 
-def choose_voices(args: argparse.Namespace, predictor: models.Predictor,
+def choose_voices(args: argparse.Namespace, predictor: predictor_lib.Predictor,
                   targets: dict[str, np.ndarray], library: tuple[np.ndarray, np.ndarray],
                   renderer: R.Renderer) -> tuple[dict[str, dict], np.ndarray]:
   """Each method's voice for each target.
@@ -180,8 +183,8 @@ def score_rows(methods: dict[str, dict], targets: dict[str, np.ndarray], space,
   """One row per method: MFCCD statistics of its voices' renderings against the targets."""
   rows = []
   for name, method in methods.items():
-    audio = evaluate.render_classes(space, method["classes"], targets["algorithm"], renderer)
-    scores = evaluate.mfccd_scores(audio, targets["audio"])
+    audio = rendering.render_classes(space, method["classes"], targets["algorithm"], renderer)
+    scores = scoring.mfccd_scores(audio, targets["audio"])
     rows.append({
         "method": name, "targets": len(audio),
         "mfccd13_mean": float(scores["mfccd13"].mean()),
@@ -240,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
   if args.algorithm is not None and not 1 <= args.algorithm <= P.NUM_ALGORITHMS:
     _fail(f"--algorithm must be 1..{P.NUM_ALGORITHMS}, got {args.algorithm}")
   try:
-    model = models.load_model(args.model)
+    model = workdir_lib.load_model(args.model)
     if args.algorithm is not None and model.algorithm not in (None, args.algorithm):
       raise ValueError(f"--algorithm {args.algorithm}: the model {model.workdir} predicts for "
                        f"algorithm {model.algorithm}")
@@ -253,7 +256,7 @@ def run(args: argparse.Namespace) -> None:
 
   renderer = R.DexedRenderer()
   library, library_s = _timed(training_library, dataset)
-  predictor = models.Predictor([model])
+  predictor = predictor_lib.Predictor([model])
   methods, argmax = choose_voices(args, predictor, targets, library, renderer)
   rows = score_rows(methods, targets, predictor.space, renderer)
   network_accuracy = accuracy(argmax, targets["labels"], predictor.space.is_continuous)

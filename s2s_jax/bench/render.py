@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from s2s_jax.bench import report
 from s2s_jax.synth import corpus
 from s2s_jax.synth import generate
 from s2s_jax.synth import render
+from s2s_jax.util import report
 
 
 def add_arguments(parser) -> None:

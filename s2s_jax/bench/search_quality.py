@@ -26,8 +26,6 @@ import numpy as np
 import soundfile
 
 from s2s_jax.audio import mfccd
-from s2s_jax.bench import report
-
 from s2s_jax.match import library as library_lib
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -38,6 +36,7 @@ from s2s_jax.synth import generate
 from s2s_jax.synth import params as P
 from s2s_jax.synth import render as R
 from s2s_jax.synth import splits
+from s2s_jax.util import report
 
 CLASS_SPACE = search.ParameterSpace()  # the network's 64-bin grid, where the baselines search
 

@@ -16,7 +16,7 @@ import pathlib
 
 import jax
 
-from s2s_jax.bench import report
+from s2s_jax.util import report
 
 # name -> (module, the row's label, headline value key, ratio key, what the ratio compares)
 BENCHMARKS = {

@@ -17,12 +17,12 @@ import numpy as np
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks, featurise
 from s2s_jax.bench import model as model_bench
-from s2s_jax.bench import report
+from s2s_jax.infer import logits as logits_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
-from s2s_jax.train import losses
 from s2s_jax.train import parallel
 from s2s_jax.train import train
+from s2s_jax.util import report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
                   out_shardings=replicated)(banks)
   batch = parallel.global_batch(mesh, synthetic_batch(batch_size, space,
                                                       banks.spec.num_samples))
-  step = jax.jit(functools.partial(train.train_step, layout=losses.ClassLayout.create(space),
+  step = jax.jit(functools.partial(train.train_step, layout=logits_lib.ClassLayout.create(space),
                                    config=config), donate_argnums=0)
   start = time.perf_counter()
   compiled = step.lower(state, batch, banks).compile()

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from s2s_jax.audio import storage
 from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.data import recipes
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
@@ -34,47 +35,26 @@ CHUNK = 32  # voices rendered, encoded and weighted together
 
 @dataclasses.dataclass(kw_only=True)
 class DexedPresetsConfig(tfds.core.BuilderConfig):
-  """A dataset recipe: sources, render settings, label space and loss weights."""
+  """A `recipes.DatasetRecipe` as TFDS reads it: sources, render settings, labels, weights."""
 
   mix: sources.SourceMix = sources.SourceMix()
   render: R.RenderSettings = R.RenderSettings()
   num_bins: int = 64
   weights: W.WeightSettings = W.WeightSettings()
 
-
-def _t6(algorithm: int) -> DexedPresetsConfig:
-  return DexedPresetsConfig(
-      name=f"alg{algorithm:02d}",
-      description=(f"DX7 algorithm {algorithm}: the paper's T6 mix (real presets, about 4 "
-                   "augmented variants each, random walks; test holds real presets only)."),
-      mix=sources.SourceMix(algorithm=algorithm, augmentations_per_preset=4, random_presets=1678))
+  @classmethod
+  def from_recipe(cls, recipe: recipes.DatasetRecipe) -> DexedPresetsConfig:
+    return cls(**{field.name: getattr(recipe, field.name)
+                  for field in dataclasses.fields(recipe)})
 
 
-BUILDER_CONFIGS = [
-    DexedPresetsConfig(
-        name="tiny",
-        description="60 random-walk presets of algorithm 5, no user data: tests and demos.",
-        mix=sources.SourceMix(algorithm=5, real=False, random_presets=60, walk_length=3),
-        weights=W.WeightSettings(mode="sampled", num_sampled=8)),
-    *(_t6(a) for a in range(1, P.NUM_ALGORITHMS + 1)),
-    DexedPresetsConfig(
-        name="all", description="Every real preset of every algorithm (algorithm as a feature).",
-        mix=sources.SourceMix(algorithm=None)),
-    DexedPresetsConfig(
-        name="all_light",
-        description="Every real preset, one augmented variant each, 4 probed weights: a quick "
-                    "check of a preset folder, and the builder test on dummy data.",
-        mix=sources.SourceMix(algorithm=None, augmentations_per_preset=1),
-        weights=W.WeightSettings(mode="sampled", num_sampled=4)),
-]
+BUILDER_CONFIGS = [DexedPresetsConfig.from_recipe(recipe) for recipe in recipes.RECIPES]
 
 
 def builder_config(name: str) -> DexedPresetsConfig:
   """The config called `name`; ValueError listing the names if there is none."""
-  for config in BUILDER_CONFIGS:
-    if config.name == name:
-      return config
-  raise ValueError(f"unknown dataset config {name!r}: use tiny, alg01..alg32, all or all_light")
+  recipes.recipe(name)
+  return next(config for config in BUILDER_CONFIGS if config.name == name)
 
 
 class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

@@ -17,10 +17,10 @@ import time
 
 import jax
 
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import library
 from s2s_jax.match import matcher as matcher_lib
-from s2s_jax.match import models
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
@@ -92,7 +92,7 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   presets = (library.build_library(args.library, renderer, args.library_cache)
              if args.library else None)
   return matcher_lib.Matcher(
-      [models.load_model(w) for w in args.model],
+      [workdir_lib.load_model(w) for w in args.model],
       matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
                                 seed=args.seed, library_k=args.library_k, starts=args.starts),
       renderer, presets)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     targets = [target_lib.load_target(path) for path in args.audio]
     matcher = create_matcher(args)
-  except (target_lib.TargetError, models.ModelError, ValueError, OSError) as e:
+  except (target_lib.TargetError, workdir_lib.ModelError, ValueError, OSError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
 

@@ -22,16 +22,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from s2s_jax.infer import scoring
+from s2s_jax.infer.predictor import Predictor
+from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.match import candidates as candidates_lib
 from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.match import search
 from s2s_jax.match import value_search
 from s2s_jax.match.library import Library
-from s2s_jax.match.models import ModelError, Predictor, TrainedModel
 from s2s_jax.match.target import Target
 from s2s_jax.synth import params as P
 from s2s_jax.synth import render as R
-from s2s_jax.train import evaluate
 
 ALL_ALGORITHMS = tuple(range(1, P.NUM_ALGORITHMS + 1))
 
@@ -193,7 +194,7 @@ class Matcher:
   def _final_scores(self, target: Target, values: np.ndarray, algorithm: int
                     ) -> dict[str, float]:
     audio = self._render(values, algorithm)
-    return {k: float(v[0]) for k, v in evaluate.mfccd_scores(audio[None],
+    return {k: float(v[0]) for k, v in scoring.mfccd_scores(audio[None],
                                                               target.audio[None]).items()}
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = _bind(args.host, args.port)  # before the slow model loading: fail fast if taken
     matcher = match_cli.create_matcher(args)
     _warm_up(matcher)
-  except (ValueError, OSError) as e:  # models.ModelError is a ValueError
+  except (ValueError, OSError) as e:  # workdir.ModelError is a ValueError
     print(f"s2s-serve: error: {e}", file=sys.stderr)
     return 2
   app = app_lib.create_app(matcher, max_upload_bytes=int(args.max_upload_mb * 2**20),

@@ -1,8 +1,8 @@
-"""Evaluation: parameter metrics over a split, and MFCCD of rendered predictions.
+"""Evaluation: parameter metrics over a split, the baselines, and image summaries.
 
-MFCCD compares the real engine's rendering of a predicted voice with the example's own stored
-audio (never with a re-quantised label), with 13 coefficients (the paper's Table 1) and 30 (the
-reference code's), as `audio.mfccd` defines them. Baselines are scored the same way.
+MFCCD compares the real engine's rendering of a predicted voice (`infer.rendering`) with the
+example's own stored audio (never with a re-quantised label), by `infer.scoring`. Baselines are
+scored the same way.
 """
 
 from __future__ import annotations
@@ -13,12 +13,7 @@ import jax
 import numpy as np
 
 from s2s_jax.audio import features
-from s2s_jax.audio import mfccd
-from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
-
-MFCCD_COEFFICIENTS = (13, 30)
-_MFCCD_BATCH = 32  # clips per MFCC call: bounds the STFT's memory
 
 
 def split_metrics(eval_step: Callable, batches: Iterable[dict], keep: int
@@ -45,24 +40,6 @@ def split_metrics(eval_step: Callable, batches: Iterable[dict], keep: int
   means = {name: value / max(count, 1.0) for name, value in sums.items()}
   return means, {key: np.concatenate(value) if value else np.zeros((0,))
                  for key, value in kept.items()}
-
-
-def render_classes(space: ParameterSpace, classes: np.ndarray, algorithm: np.ndarray,
-                   renderer: R.Renderer) -> np.ndarray:
-  """Renders class predictions `[n, num_params]` with their 1-based algorithms `[n]`."""
-  voices = space.decode(classes, np.asarray(algorithm) - 1)
-  return R.render_batch(renderer, voices)
-
-
-def mfccd_scores(audio: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
-  """`mfccd13` and `mfccd30` per pair of clips `[n, samples]` -> `[n]` each."""
-  scores = {}
-  for n_mfcc in MFCCD_COEFFICIENTS:
-    scores[f"mfccd{n_mfcc}"] = np.concatenate([
-        np.asarray(mfccd.mfccd(audio[i:i + _MFCCD_BATCH], target[i:i + _MFCCD_BATCH],
-                               n_mfcc=n_mfcc))
-        for i in range(0, len(audio), _MFCCD_BATCH)])
-  return scores
 
 
 def mode_classes(labels: np.ndarray, num_classes: np.ndarray) -> np.ndarray:

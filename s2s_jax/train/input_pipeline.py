@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from s2s_jax.audio import storage
 from s2s_jax.data import builder
 from s2s_jax.data import reader
+from s2s_jax.infer import workdir
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import online
 
@@ -141,16 +142,8 @@ def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:
   return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
 
 
-def model_algorithm(config: ml_collections.ConfigDict) -> int | None:
-  """1-based DX7 algorithm every training voice of `config` has, or None for any.
-
-  Datasets and online runs alike take it from the dataset config (`alg13` -> 13, `tiny` -> 5).
-  """
-  return builder.builder_config(config.dataset_config).mix.algorithm
-
-
 def _online_algorithm(config: ml_collections.ConfigDict) -> int | None:
-  algorithm = model_algorithm(config)
+  algorithm = workdir.model_algorithm(config)
   return None if algorithm is None else algorithm - 1
 
 

@@ -27,8 +27,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from s2s_jax.audio.features import FeatureBanks, featurise
-from s2s_jax.bench import report
+from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.infer import logits as logits_lib
+from s2s_jax.infer import rendering
+from s2s_jax.infer import scoring
+from s2s_jax.infer import workdir as workdir_lib
+from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.models import sound2synth
 from s2s_jax.models.layers import BN_MOMENTUM
 from s2s_jax.synth import render as R
@@ -39,9 +43,7 @@ from s2s_jax.train import input_pipeline
 from s2s_jax.train import losses
 from s2s_jax.train import metrics as metric_writers
 from s2s_jax.train import parallel
-
-
-CONFIG_FILE = "config.json"  # the run's settings, beside its checkpoints
+from s2s_jax.util import report
 
 
 class TrainState(train_state.TrainState):
@@ -70,11 +72,6 @@ def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int
   return optax.MultiSteps(optimizer, every_k_schedule=accumulation)
 
 
-def model_inputs(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
-  """What the network reads: every feature of `featurise`, plus the clip for the waveform."""
-  return featurise(banks, audio) | {"audio": audio}
-
-
 def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
                  batch_size: int) -> TrainState:
   audio = jnp.zeros((batch_size, banks.spec.num_samples), jnp.float32)
@@ -87,7 +84,7 @@ def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBanks, *,
-               layout: losses.ClassLayout, config: ml_collections.ConfigDict
+               layout: logits_lib.ClassLayout, config: ml_collections.ConfigDict
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One micro-step on a global batch: audio [batch, samples], labels and weights [batch, P]."""
   key = jax.random.fold_in(state.rng, state.step)
@@ -109,7 +106,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBan
 
 
 def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks, *,
-              model: nn.Module, layout: losses.ClassLayout, config: ml_collections.ConfigDict
+              model: nn.Module, layout: logits_lib.ClassLayout, config: ml_collections.ConfigDict
               ) -> tuple[dict[str, jax.Array], jax.Array]:
   """(metric sums over the batch's real rows, predicted classes [batch, P])."""
   logits = model.apply(variables, model_inputs(banks, batch["audio"]), train=False)
@@ -120,7 +117,7 @@ def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks,
   count = jnp.sum(batch["mask"])
   sums = {name: value * count for name, value in metrics.items()
           if name != "parameter_accuracy"}
-  return sums, losses.predicted_classes(logits, layout)
+  return sums, logits_lib.predicted_classes(logits, layout)
 
 
 def swa_update(state: TrainState) -> TrainState:
@@ -180,10 +177,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config.data_dir = str(workdir / "tensorflow_datasets")
   validate_config(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:  # what `match.models.load_model` rebuilds the network from
-    (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+  if jax.process_index() == 0:  # what `infer.workdir.load_model` rebuilds the network from
+    (workdir / workdir_lib.CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
   space = ParameterSpace(config.num_bins)
-  layout = losses.ClassLayout.create(space)
+  layout = logits_lib.ClassLayout.create(space)
   dataset = input_pipeline.prepared_dataset(config)
   num_train = (config.online.examples_per_epoch if config.input == "online"
                else input_pipeline.num_examples(dataset, "train"))
@@ -278,8 +275,8 @@ def _validate(variables, step: int, progress: dict, run_eval, checkpoints, write
   """Validation loss and metrics, MFCCD of a rendered subset, best checkpoint, early stopping."""
   means, kept = run_eval(variables, "validation", config.eval_mfccd_examples)
   if len(kept["classes"]):
-    audio = evaluate.render_classes(space, kept["classes"], kept["algorithm"], R.DexedRenderer())
-    scores = evaluate.mfccd_scores(audio, kept["audio"])
+    audio = rendering.render_classes(space, kept["classes"], kept["algorithm"], R.DexedRenderer())
+    scores = scoring.mfccd_scores(audio, kept["audio"])
     means |= {name: float(np.mean(value)) for name, value in scores.items()}
     shown = min(config.image_summaries, len(audio))
     writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
@@ -330,8 +327,8 @@ def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, w
       train_labels, space, len(kept["classes"]), config.seed)
   rows = []
   for name, classes in predictions.items():
-    audio = evaluate.render_classes(space, classes, kept["algorithm"], renderer)
-    scores = evaluate.mfccd_scores(audio, kept["audio"])
+    audio = rendering.render_classes(space, classes, kept["algorithm"], renderer)
+    scores = scoring.mfccd_scores(audio, kept["audio"])
     rows.append({"predictor": name, "examples": len(classes),
                  **{k: float(np.mean(v)) for k, v in scores.items()},
                  **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})

@@ -1,4 +1,4 @@
-"""Trained models loaded from their workdirs, applied together: clips -> class probabilities.
+"""A trained model loaded from its training workdir: settings, variables, algorithm.
 
 A training workdir is a model: `config.json` (written when training starts) rebuilds the
 network, `best/` holds the variables of the best validation loss. The DX7 algorithm a model
@@ -12,20 +12,19 @@ import dataclasses
 import functools
 import json
 import pathlib
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
 from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.data import recipes
+from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
-from s2s_jax.train import input_pipeline
-from s2s_jax.train import losses
-from s2s_jax.train import train
+
+CONFIG_FILE = "config.json"  # a run's settings, beside its checkpoints
 
 
 class ModelError(ValueError):
@@ -56,19 +55,27 @@ class TrainedModel:
                       sort_keys=True, default=list)
 
 
+def model_algorithm(config: ml_collections.ConfigDict) -> int | None:
+  """1-based DX7 algorithm every training voice of `config` has, or None for any.
+
+  Datasets and online runs alike take it from the dataset config (`alg13` -> 13, `tiny` -> 5).
+  """
+  return recipes.recipe(config.dataset_config).mix.algorithm
+
+
 def load_model(workdir: str | pathlib.Path) -> TrainedModel:
   """The best variables of a training workdir; ModelError if it is not a usable model."""
   workdir = pathlib.Path(workdir).expanduser()
   if not workdir.is_dir():
     raise ModelError(f"model {workdir}: no such folder")
-  config_path = workdir / train.CONFIG_FILE
+  config_path = workdir / CONFIG_FILE
   if not config_path.is_file():
-    raise ModelError(f"model {workdir}: no {train.CONFIG_FILE}; a model is the --workdir of a "
+    raise ModelError(f"model {workdir}: no {CONFIG_FILE}; a model is the --workdir of a "
                      "training run (python -m s2s_jax.main)")
   try:
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
     network = sound2synth.create_model(config, ParameterSpace(config.num_bins))
-    algorithm = input_pipeline.model_algorithm(config)
+    algorithm = model_algorithm(config)
   except (ValueError, KeyError, AttributeError, TypeError) as e:
     raise ModelError(f"model {workdir}: {config_path.name} is not a usable training config "
                      f"({e})") from None
@@ -105,47 +112,4 @@ def _abstract_inputs() -> dict:
   """Shapes of the network's inputs for one clip (tracing the featuriser takes a second)."""
   banks = FeatureBanks.create()
   audio = jax.ShapeDtypeStruct((1, banks.spec.num_samples), jnp.float32)
-  return jax.eval_shape(train.model_inputs, banks, audio)
-
-
-def class_probabilities(network, layout: losses.ClassLayout, variables: dict,
-                        inputs: dict) -> jax.Array:
-  """One network's per-parameter softmax: inputs for n clips -> `[n, total_classes]`."""
-  return losses.class_probabilities(network.apply(variables, inputs, train=False), layout)
-
-
-class Predictor:
-  """Class probabilities of several models for the same clips.
-
-  The clips are featurised once; each model then runs the program compiled for its
-  architecture (most often one for all: one architecture trained per algorithm). Applying the
-  models one after the other beat stacking them under one `vmap` on CPU (`s2s-bench match`).
-  """
-
-  def __init__(self, models: Sequence[TrainedModel]):
-    if not models:
-      raise ModelError("no model given")
-    bins = {m.config.num_bins for m in models}
-    if len(bins) > 1:
-      raise ModelError(f"models disagree on num_bins ({sorted(bins)}): their class spaces differ")
-    self.models = tuple(models)
-    self.space = ParameterSpace(bins.pop())
-    self.layout = losses.ClassLayout.create(self.space)
-    self._banks = FeatureBanks.create()
-    self._inputs = jax.jit(train.model_inputs)
-    self._apply = {}  # architecture -> jitted class_probabilities of that network
-    for m in self.models:
-      if m.architecture not in self._apply:
-        network = sound2synth.create_model(m.config, self.space)
-        self._apply[m.architecture] = jax.jit(
-            functools.partial(class_probabilities, network, self.layout))
-
-  def inputs(self, audio: np.ndarray) -> dict:
-    """What the networks read, for clips `[n, samples]` at the render rate."""
-    return self._inputs(self._banks, jnp.asarray(audio, jnp.float32))
-
-  def probabilities(self, audio: np.ndarray) -> np.ndarray:
-    """Clips `[n, samples]` at the render rate -> `[num_models, n, total_classes]` float32."""
-    inputs = self.inputs(audio)
-    return np.asarray(jnp.stack([self._apply[m.architecture](m.variables, inputs)
-                                 for m in self.models]))
+  return jax.eval_shape(model_inputs, banks, audio)

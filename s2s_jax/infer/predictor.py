@@ -1,0 +1,60 @@
+"""Trained models (`infer.workdir`) applied together: clips -> class probabilities."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.infer import logits as logits_lib
+from s2s_jax.infer.inputs import model_inputs
+from s2s_jax.infer.workdir import ModelError, TrainedModel
+from s2s_jax.models import sound2synth
+from s2s_jax.synth.space import ParameterSpace
+
+
+def network_probabilities(network, layout: logits_lib.ClassLayout, variables: dict,
+                        inputs: dict) -> jax.Array:
+  """One network's per-parameter softmax: inputs for n clips -> `[n, total_classes]`."""
+  return logits_lib.class_probabilities(network.apply(variables, inputs, train=False), layout)
+
+
+class Predictor:
+  """Class probabilities of several models for the same clips.
+
+  The clips are featurised once; each model then runs the program compiled for its
+  architecture (most often one for all: one architecture trained per algorithm). Applying the
+  models one after the other beat stacking them under one `vmap` on CPU (`s2s-bench match`).
+  """
+
+  def __init__(self, models: Sequence[TrainedModel]):
+    if not models:
+      raise ModelError("no model given")
+    bins = {m.config.num_bins for m in models}
+    if len(bins) > 1:
+      raise ModelError(f"models disagree on num_bins ({sorted(bins)}): their class spaces differ")
+    self.models = tuple(models)
+    self.space = ParameterSpace(bins.pop())
+    self.layout = logits_lib.ClassLayout.create(self.space)
+    self._banks = FeatureBanks.create()
+    self._inputs = jax.jit(model_inputs)
+    self._apply = {}  # architecture -> jitted network_probabilities of that network
+    for m in self.models:
+      if m.architecture not in self._apply:
+        network = sound2synth.create_model(m.config, self.space)
+        self._apply[m.architecture] = jax.jit(
+            functools.partial(network_probabilities, network, self.layout))
+
+  def inputs(self, audio: np.ndarray) -> dict:
+    """What the networks read, for clips `[n, samples]` at the render rate."""
+    return self._inputs(self._banks, jnp.asarray(audio, jnp.float32))
+
+  def probabilities(self, audio: np.ndarray) -> np.ndarray:
+    """Clips `[n, samples]` at the render rate -> `[num_models, n, total_classes]` float32."""
+    inputs = self.inputs(audio)
+    return np.asarray(jnp.stack([self._apply[m.architecture](m.variables, inputs)
+                                 for m in self.models]))

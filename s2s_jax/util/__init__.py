@@ -1,0 +1,1 @@
+"""Small helpers every part may use: result tables, atomic file writes, argparse types."""
