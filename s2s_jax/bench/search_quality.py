@@ -152,14 +152,6 @@ def methods(library: library_lib.Library, renderer: R.Renderer, budget: int, see
       return objective
     return method
 
-  def values_from_prior(target, i):
-    rng = np.random.default_rng((seed, i))
-    chosen = algorithm(target)
-    objective = RecordingObjective(target.audio, value_search.VALUE_SPACE, chosen, renderer)
-    start = value_search.VALUE_SPACE.encode(generate.sample_voice(rng, algorithm=chosen - 1))
-    value_search.value_search(objective, start[None], [chosen], search.Budget(budget), rng)
-    return objective
-
   def library_matcher(refine: search.Budget | None, **settings):
     return _RecordingMatcher([], matcher_lib.MatchSettings(
         refine=refine, seed=seed, library_k=library_k, **settings), renderer, library)
@@ -190,36 +182,41 @@ def methods(library: library_lib.Library, renderer: R.Renderer, budget: int, see
   return [
       Method("hill climbing (64-bin classes, from a prior voice)", baseline(search.hill_climb)),
       Method("genetic algorithm (64-bin classes, prior population)", baseline(search.genetic)),
-      Method("value search from a prior voice", values_from_prior),
       Method(f"library alone (best of the nearest {library_k})", library_then(None),
              anytime=False),
       Method("library + hill climbing (64-bin classes)", library_then_class_moves, library_k),
-      Method("library + value search, 1 start", library_then(remaining, starts=1), library_k),
       Method("library + value search, 4 starts (default)", library_then(remaining), library_k),
   ]
 
 
 def score_table(method_list: list[Method], targets: list[target_lib.Target],
-                budgets: list[int], progress: Callable[[str], None]) -> list[dict]:
-  """Runs every method on every target; one row per method and budget."""
-  rows = []
-  for method in method_list:
-    at = {b: [] for b in budgets}
-    for i, target in enumerate(targets):
+                budgets: list[int], progress: Callable[[str], None],
+                save: Callable[[list[dict]], None] = lambda rows: None) -> list[dict]:
+  """Runs every method on every target, target after target (`save` gets the rows so far
+  after each); one row per method and budget."""
+  found = {m.name: {} for m in method_list}  # method -> budget -> [(score, seconds)]
+  for i, target in enumerate(targets):
+    for method in method_list:
       objective = method.run(target, i)
       for b in (budgets if method.anytime else [len(objective.scores)]):
-        at.setdefault(b, []).append(objective.at(b, method.skip))
-      progress(f"{method.name}: {i + 1}/{len(targets)}, {objective.scores and min(objective.scores[method.skip:]):.2f}")
-    for b, found in at.items():
-      if not found:
-        continue
-      scores = np.array([f[0] for f in found])
-      rows.append({"method": method.name, "renders": b, "targets": len(found),
+        found[method.name].setdefault(b, []).append(objective.at(b, method.skip))
+      progress(f"{target.name} ({i + 1}/{len(targets)}) {method.name}: "
+               f"{min(objective.scores[method.skip:]):.2f}")
+    save(_rows(found))
+  return _rows(found)
+
+
+def _rows(found: dict[str, dict[int, list[tuple[float, float]]]]) -> list[dict]:
+  rows = []
+  for name, by_budget in found.items():
+    for b, results in by_budget.items():
+      scores = np.array([r[0] for r in results])
+      rows.append({"method": name, "renders": b, "targets": len(results),
                    "mfccd13_mean": float(scores.mean()),
                    "mfccd13_median": float(np.median(scores)),
                    "mfccd13_std": float(scores.std()),
                    "mfccd13_p90": float(np.percentile(scores, 90)),
-                   "seconds_median": float(np.median([f[1] for f in found])),
+                   "seconds_median": float(np.median([r[1] for r in results])),
                    "scores": scores.tolist()})
   return rows
 
@@ -291,22 +288,30 @@ def run(args: argparse.Namespace, commit: str | None) -> None:
     print(f"[{time.perf_counter() - started:6.0f} s] {line}", flush=True)
 
   method_list = methods(library, renderer, max(budgets), args.seed, args.library_k, algorithm_of)
-  tables = {"held-out presets": score_table(method_list, targets, budgets, progress)}
-  if sounds:
-    tables["sounds"] = score_table(method_list, sounds, budgets, progress)
   floor_rows = floor(target_voices, renderer, out)
+  tables = {}
+
+  def save(name):
+    def write(rows):
+      tables[name] = rows
+      payload = {"benchmark": "quality-search", "machine": report.machine(),
+                 "settings": settings, "tables": tables, "floor": floor_rows,
+                 "seconds": time.perf_counter() - started}
+      (out / "quality_search.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return write
+
   settings = {"presets": args.presets, "n_targets": len(targets), "sounds": args.sounds,
               "n_sounds": len(sounds), "budgets": budgets, "library_size": len(library),
               "library_k": args.library_k, "seed": args.seed, "rms_of_sounds": rms,
               "target_algorithms": sorted(set(algorithm_of.values())),
               "commit": commit}
+  score_table(method_list, targets, budgets, progress, save("held-out presets"))
+  if sounds:
+    score_table(method_list, sounds, budgets, progress, save("sounds"))
   print("s2s-bench quality (library and search)")
   for name, rows in tables.items():
     print(f"\n{name} ({rows[0]['targets']} targets)\n{markdown(rows)}")
   print("\nfloor: MFCCD-13 of a held-out voice against itself\n" + "\n".join(
       f"- {r['condition']}: mean {r['mfccd13_mean']:.3f}, median {r['mfccd13_median']:.3f}, "
       f"max {r['mfccd13_max']:.3f}" for r in floor_rows))
-  payload = {"benchmark": "quality-search", "machine": report.machine(), "settings": settings,
-             "tables": tables, "floor": floor_rows, "seconds": time.perf_counter() - started}
-  (out / "quality_search.json").write_text(json.dumps(payload, indent=2) + "\n")
   print(f"wrote {out / 'quality_search.json'}")
