@@ -19,7 +19,8 @@ from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.synth.render import RenderSettings
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than this everywhere is silence
-TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed
+TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed...
+LEAD_SECONDS = 0.001  # ...but for this much before the onset: renders start so (see BUILD_NOTES)
 MIN_SECONDS = 0.1  # shortest sound (after trimming) worth matching
 
 
@@ -69,7 +70,8 @@ def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
   if peak < SILENCE_PEAK:
     raise TargetError(f"{source}: the sound is silent (peak {_dbfs(peak)} dBFS, below "
                       f"{_dbfs(SILENCE_PEAK)} dBFS)")
-  start = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
+  onset = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
+  start = max(0, onset - round(LEAD_SECONDS * settings.sample_rate))
   audio = audio[start:]
   seconds = len(audio) / settings.sample_rate
   if seconds < MIN_SECONDS:
