@@ -1,12 +1,15 @@
 """Matching from a preset library, with no model: s2s-match --library on real .syx folders."""
 
+import io
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import requests
 import soundfile
 
 from s2s_jax.match import library as library_lib
@@ -125,3 +128,27 @@ def test_a_shared_corpus_folder_as_a_library(shared_presets, renderer, tmp_path)
   match = matcher_lib.Matcher([], matcher_lib.MatchSettings(library_k=4), renderer,
                               library).match(target)
   assert match.network["mfccd13"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_s2s_serve_with_a_library_and_no_model(presets, library, renderer, tmp_path):
+  cache = tmp_path / "cache"
+  with subprocess.Popen(
+      [sys.executable, "-m", "s2s_jax.serve.cli", "--library", str(presets), "--library-cache",
+       str(cache), "--port", "0", "--refine-renders", "16", "--library-k", "4"],
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT) as process:
+    try:
+      line = process.stdout.readline()
+      ready = re.match(r"s2s-serve: listening on (http://\S+) \(0 models, 64 library voices\)",
+                       line)
+      assert ready, line
+      assert requests.get(ready[1] + "/ping", timeout=60).json()["library_voices"] == 64
+      j = audible(library, renderer, 20)
+      upload = io.BytesIO()
+      soundfile.write(upload, renderer.render(library.voices[j]), 48_000, format="WAV")
+      answer = requests.post(ready[1] + "/", files={"Upload File": ("a.wav", upload.getvalue())},
+                             timeout=120)
+      assert answer.status_code == 200
+      assert len(answer.json()) == 155 and all(0 <= v <= 1 for v in answer.json().values())
+    finally:
+      process.terminate()
+      process.wait(timeout=30)

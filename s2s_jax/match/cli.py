@@ -62,10 +62,10 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                       metavar="LIST", help="DX7 algorithms to try, e.g. 1,5,13-16 (default all)")
   parser.add_argument("--top-k", type=bounded(int, 1), default=4, metavar="K",
                       help="candidates decoded per model and algorithm (default 4)")
-  parser.add_argument("--refine-renders", type=bounded(int, 0), default=256, metavar="N",
-                      help="refinement budget in renders; 0 skips refinement (default 256)")
+  parser.add_argument("--refine-renders", type=bounded(int, 0), default=1000, metavar="N",
+                      help="search budget in renders; 0 skips the search (default 1000)")
   parser.add_argument("--refine-seconds", type=bounded(float, 0.1), default=30.0, metavar="S",
-                      help="refinement time limit per input (default 30)")
+                      help="search time limit per input (default 30)")
   parser.add_argument("--velocity", type=int, default=127, choices=range(1, 128),
                       metavar="1..127", help="MIDI velocity of the rendered note (default 127)")
   parser.add_argument("--vst3", metavar="PATH",
