@@ -89,7 +89,8 @@ class Method:
 
 def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
              ) -> tuple[np.ndarray, list[target_lib.Target], np.ndarray]:
-  """(training voices `[n, 155]`, `count` held-out targets, their voices `[count, 155]`).
+  """(distinct training voices `[n, 155]`, `count` held-out targets, their voices
+  `[count, 155]`).
 
   Test voices are drawn in a seeded order, one algorithm after another (1, 2, ..., 32, 1...),
   audible ones only (peak > 0.01).
@@ -98,6 +99,8 @@ def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
   split = splits.assign_splits(corpus.voices, splits.near_duplicate_groups(corpus.voices))
   voices = P.clamp_voice(corpus.voices)
   train = voices[split == splits.SPLITS.index("train")]
+  _, first = np.unique(library_lib.voice_keys(train), axis=0, return_index=True)
+  train = train[np.sort(first)]  # distinct as played (stored bytes above a maximum clamp)
   test = voices[split == splits.SPLITS.index("test")]
   test = test[np.random.default_rng(seed).permutation(len(test))]
   algorithms = test[:, P.ALGORITHM_BYTE].astype(int)
