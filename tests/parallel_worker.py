@@ -20,11 +20,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from s2s_jax import config_file
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
-from s2s_jax.bench import train as bench_train
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.models import sound2synth
+from s2s_jax.models import synthetic
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import parallel
 from s2s_jax.train import train
@@ -32,7 +33,8 @@ from s2s_jax.train import train
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "t6.py") + ":tiny"
 BATCH = 8
 STEPS = 2
-SPEC = FeatureSpec(num_samples=24_000, cqt_fmin=130.8127826502993, cqt_octaves=7)
+SPEC = FeatureSpec(clip=ClipSpec(note_seconds=0.25, render_seconds=0.5),  # 24 000 samples
+                   cqt_fmin=130.8127826502993, cqt_octaves=7)
 
 
 def _local(x: jax.Array) -> np.ndarray:
@@ -66,7 +68,7 @@ class Job:
     create = functools.partial(train.create_state, model, optimizer, seed=self.config.seed,
                                batch_size=1)
     self.state = jax.device_get(jax.jit(create)(self.banks))
-    self.batch = bench_train.synthetic_batch(BATCH, self.space, SPEC.num_samples)
+    self.batch = synthetic.synthetic_batch(BATCH, self.space, SPEC)
 
   def run(self, mesh: Mesh) -> dict[str, np.ndarray]:
     """`STEPS` train steps over `mesh`; this process feeds its host slice of the batch."""

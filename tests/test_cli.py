@@ -10,6 +10,7 @@ import pytest
 
 from s2s_jax.data import reader
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 
 def _run(*args, check=True):
@@ -19,8 +20,8 @@ def _run(*args, check=True):
 @pytest.fixture(scope="module")
 def preset_folder(tmp_path_factory, random_voices):
   root = tmp_path_factory.mktemp("cli_presets")
-  sysex.write(root / "A" / "one.syx", sysex.bank_message(random_voices[:32]))
-  sysex.write(root / "B" / "two.syx", sysex.bank_message(random_voices[32:]))
+  files.write_atomic(root / "A" / "one.syx", sysex.bank_message(random_voices[:32]))
+  files.write_atomic(root / "B" / "two.syx", sysex.bank_message(random_voices[32:]))
   (root / "B" / "broken.syx").write_bytes(b"\xf0\x43\x00\x09\x20\x00\x01")
   return root
 

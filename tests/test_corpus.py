@@ -7,9 +7,10 @@ import pytest
 
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
-from s2s_jax.synth import splits as S
+from s2s_jax.synth import params
+from s2s_jax.synth import splits
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +21,13 @@ def folder(tmp_path_factory, random_voices):
   (root / "Keys" / "Old").mkdir(parents=True)
   bank_a = random_voices[:32]
   bank_b = np.concatenate([random_voices[32:63], random_voices[:1]])  # voice 0 again
-  sysex.write(root / "Brass" / "A.syx", sysex.bank_message(bank_a))
+  files.write_atomic(root / "Brass" / "A.syx", sysex.bank_message(bank_a))
   quirk = bytearray(sysex.bank_message(bank_b))
   quirk[4] = 0x10
   (root / "Keys" / "Old" / "B.SYX").write_bytes(bytes(quirk))
-  sysex.write(root / "Keys" / "single.syx", sysex.voice_message(random_voices[63]))
-  sysex.write(root / "Keys" / "dup.syx", sysex.voice_message(P.with_name(random_voices[5], "COPY")))
+  files.write_atomic(root / "Keys" / "single.syx", sysex.voice_message(random_voices[63]))
+  files.write_atomic(root / "Keys" / "dup.syx",
+                     sysex.voice_message(params.with_name(random_voices[5], "COPY")))
   good = sysex.bank_message(bank_a)
   bad = {"empty.syx": b"", "text.syx": b"hello", "roland.syx": bytes([0xF0, 0x41] + [0] * 10),
          "short.syx": good[:3000], "long.syx": good + b"\xf7", "sum.syx": good[:-2] + bytes(
@@ -50,18 +52,14 @@ def test_reads_valid_files_and_counts_rejections(folder):
 def test_distinct_voices_keep_their_sources_and_theme(folder, random_voices):
   corpus = C.read_corpus(folder)
   np.testing.assert_array_equal(corpus.voices[:, :145], random_voices[:, :145])
-  assert corpus.sources(0) == [("Brass/A.syx", 0), ("Keys/Old/B.SYX", 31)]
-  assert corpus.sources(5) == [("Brass/A.syx", 5), ("Keys/dup.syx", 0)]
   assert corpus.themes[0] == "Brass" and corpus.themes[40] == "Keys/Old"
   assert corpus.themes[63] == "Keys"
-  assert P.voice_name(corpus.voices[5]) == P.voice_name(random_voices[5])
+  assert params.voice_name(corpus.voices[5]) == params.voice_name(random_voices[5])
 
 
-def test_algorithm_subsets(folder, random_voices):
-  corpus = C.read_corpus(folder)
-  for algorithm in range(32):
-    subset = corpus.algorithm_subset(algorithm)
-    np.testing.assert_array_equal(subset, [algorithm, algorithm + 32])
+def test_algorithms_are_1_based(folder, random_voices):
+  corpus = C.read_corpus(folder)  # random_voices: algorithms 1..32, twice over
+  np.testing.assert_array_equal(corpus.algorithms, np.tile(np.arange(1, 33), 2))
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -75,8 +73,8 @@ def test_empty_folder_reads_as_empty(tmp_path):
 
 
 def _brute_force_groups(voices, d):
-  sounds = P.clamp_voice(voices)[:, :145]
-  sets = S._DisjointSets(len(voices))  # pylint: disable=protected-access
+  sounds = params.clamp_voice(voices)[:, :145]
+  sets = splits._DisjointSets(len(voices))  # pylint: disable=protected-access
   for i, j in itertools.combinations(range(len(voices)), 2):
     if (sounds[i] != sounds[j]).sum() <= d:
       sets.union(i, j)
@@ -91,7 +89,7 @@ def test_near_duplicate_groups_match_brute_force(random_voices, max_differences)
   for _ in range(60):  # near-copies, and copies of copies that chain
     voices.append(generate.mutate(voices[rng.integers(len(voices))], rng, int(rng.integers(1, 5))))
   voices = np.stack(voices)
-  groups = S.near_duplicate_groups(voices, max_differences, chunk=7)
+  groups = splits.near_duplicate_groups(voices, max_differences, chunk=7)
   ours = sorted(sorted(np.nonzero(groups == g)[0].tolist()) for g in np.unique(groups))
   assert ours == sorted(_brute_force_groups(voices, max_differences))
   assert groups[0] == 0 and np.all(np.diff(np.unique(groups, return_index=True)[1]) > 0)
@@ -100,19 +98,20 @@ def test_near_duplicate_groups_match_brute_force(random_voices, max_differences)
 def test_splits_are_leak_free_deterministic_and_seeded(random_voices):
   rng = np.random.default_rng(0)
   voices = np.stack([generate.mutate(v, rng, 2) for v in random_voices for _ in range(4)])
-  groups = S.near_duplicate_groups(voices, 3)
-  split = S.assign_splits(voices, groups, seed=1)
+  groups = splits.near_duplicate_groups(voices, 3)
+  split = splits.assign_splits(voices, groups, seed=1)
   for g in np.unique(groups):
     assert len(np.unique(split[groups == g])) == 1
-  np.testing.assert_array_equal(split, S.assign_splits(voices, groups, seed=1))
-  assert not np.array_equal(split, S.assign_splits(voices, groups, seed=2))
+  np.testing.assert_array_equal(split, splits.assign_splits(voices, groups, seed=1))
+  assert not np.array_equal(split, splits.assign_splits(voices, groups, seed=2))
   # A group's split depends only on the group: shuffling the corpus changes nothing.
   order = rng.permutation(len(voices))
-  np.testing.assert_array_equal(S.assign_splits(voices[order], groups[order], seed=1), split[order])
+  np.testing.assert_array_equal(splits.assign_splits(voices[order], groups[order], seed=1),
+                                split[order])
   assert set(np.unique(split)) == {0, 1, 2}
 
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.9, 0.2, -0.1), (0.5, 0.2, 0.2)])
 def test_bad_split_fractions_are_refused(random_voices, fractions):
   with pytest.raises(ValueError, match="fractions"):
-    S.assign_splits(random_voices, np.arange(64), fractions=fractions)
+    splits.assign_splits(random_voices, np.arange(64), fractions=fractions)

@@ -16,9 +16,10 @@ from s2s_jax.data import reader
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.util import files
 
 DUMMY_DATA = pathlib.Path(__file__).parents[1] / "datasets" / "dexed_presets" / "dummy_data"
 
@@ -41,18 +42,18 @@ def test_plan_keeps_groups_and_variants_in_one_split_and_test_real(renderer):
 
 def test_plan_for_one_algorithm_and_without_a_corpus(renderer):
   corpus = C.read_corpus(DUMMY_DATA)
-  algorithm = int(np.bincount(corpus.algorithms).argmax()) + 1
+  algorithm = int(np.bincount(corpus.algorithms).argmax())
   plan = sources.plan(sources.SourceMix(algorithm=algorithm), renderer, corpus)
   voices = np.concatenate([p.voices for p in plan.values()])
-  assert (voices[:, P.ALGORITHM_BYTE] == algorithm - 1).all()
-  assert len(voices) == np.sum(corpus.algorithms == algorithm - 1)
+  assert (voices[:, params.ALGORITHM_BYTE] == algorithm - 1).all()
+  assert len(voices) == np.sum(corpus.algorithms == algorithm)
   with pytest.raises(ValueError, match="manual directory"):
     sources.plan(sources.SourceMix(), renderer, None)
 
 
 def test_neighbour_voices_move_one_parameter_by_one_class():
   space = ParameterSpace()
-  voice = P.INIT_VOICE.copy()
+  voice = params.INIT_VOICE.copy()
   probed = np.arange(space.num_params)
   moved, change = W.neighbour_voices(space, voice, probed)
   assert ((moved != voice).sum(axis=1) == 1).all() and (change != 0).all()
@@ -61,7 +62,7 @@ def test_neighbour_voices_move_one_parameter_by_one_class():
 
 def test_gradient_weights_follow_audibility(renderer):
   space = ParameterSpace()
-  voice = P.INIT_VOICE.copy()  # algorithm 1, only OP1 sounds: OP2..OP6 are silent
+  voice = params.INIT_VOICE.copy()  # algorithm 1, only OP1 sounds: OP2..OP6 are silent
   audio = renderer.render(voice)[None]
   weights = W.gradient_weights(space, voice[None], audio, renderer,
                                W.WeightSettings(mode="all"), seed=0)[0]
@@ -153,8 +154,8 @@ def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):
 
 def test_an_interrupted_build_never_looks_complete(tmp_path, random_voices):
   presets = tmp_path / "presets"
-  sysex.write(presets / "a.syx", sysex.bank_message(random_voices[:32]))
-  sysex.write(presets / "b.syx", sysex.bank_message(random_voices[32:]))
+  files.write_atomic(presets / "a.syx", sysex.bank_message(random_voices[:32]))
+  files.write_atomic(presets / "b.syx", sysex.bank_message(random_voices[32:]))
   data_dir = tmp_path / "tfds"
   process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=all",
                               f"--manual_dir={presets}", f"--data_dir={data_dir}"],

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
-_voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(P.clamp_voice)
+_voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(params.clamp_voice)
 
 
 @hypothesis.given(voice=_voices)
@@ -24,8 +24,8 @@ def test_dexed_json_round_trip(voice):
 
 
 def test_dexed_json_values_follow_dexed_host_scaling():
-  voice = P.INIT_VOICE.copy()
-  voice[P.ALGORITHM_BYTE] = 31
+  voice = params.INIT_VOICE.copy()
+  voice[params.ALGORITHM_BYTE] = 31
   values = host.to_dexed_json(voice)
   assert values["ALGORITHM"] == 1.0 and values["TRANSPOSE"] == 0.5
   assert values["OP1 F COARSE"] == pytest.approx(1 / 31) and values["OP1 OSC DETUNE"] == 0.5
@@ -33,7 +33,7 @@ def test_dexed_json_values_follow_dexed_host_scaling():
 
 
 def test_reading_dexed_json_names_the_problem():
-  values = host.to_dexed_json(P.INIT_VOICE)
+  values = host.to_dexed_json(params.INIT_VOICE)
   with pytest.raises(ValueError, match="'OP7 EG RATE 1'"):
     host.from_dexed_json({**values, "OP7 EG RATE 1": 0.5})
   with pytest.raises(ValueError, match="missing.*FEEDBACK"):
@@ -43,11 +43,11 @@ def test_reading_dexed_json_names_the_problem():
       host.from_dexed_json({**values, "LFO SPEED": bad})
   # Plug-in-only controls are accepted and ignored: a voice has no place for them.
   np.testing.assert_array_equal(host.from_dexed_json({**values, "Cutoff": 0.3})[:145],
-                                P.INIT_VOICE[:145])
+                                params.INIT_VOICE[:145])
 
 
 def _dexed_names(mono_mode: bool) -> list[str]:
-  names = [p.name for p in P.DEXED_PARAMS]
+  names = [p.name for p in params.DEXED_PARAMS]
   return names[:3] + ["MonoMode"] + names[3:] if mono_mode else names
 
 
@@ -55,11 +55,11 @@ def _dexed_names(mono_mode: bool) -> list[str]:
 def test_dawdreamer_setting_resolves_names_for_both_dexed_layouts(mono_mode):
   names = _dexed_names(mono_mode)
   indices = host.dawdreamer_indices(names)
-  setting = dict(host.dawdreamer_setting(P.INIT_VOICE, indices))
+  setting = dict(host.dawdreamer_setting(params.INIT_VOICE, indices))
   assert len(setting) == 155
   if mono_mode:
     assert names.index("MonoMode") not in setting  # left as the user set it
-  expected = host.to_dexed_json(P.INIT_VOICE)
+  expected = host.to_dexed_json(params.INIT_VOICE)
   assert {names[i]: v for i, v in setting.items()} == expected
   assert indices["ALGORITHM"] == (5 if mono_mode else 4)
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from s2s_jax.audio import mfccd
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.match import library as L
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
 
@@ -18,7 +19,7 @@ def folder(tmp_path_factory, random_voices):
   sysex.write(root / "bank" / "A.syx", sysex.bank_message(random_voices[:32]))
   sysex.write(root / "bank" / "B.syx", sysex.bank_message(
       np.concatenate([random_voices[32:40], random_voices[:24]])))
-  sysex.write(root / "copy.syx", sysex.voice_message(P.with_name(random_voices[3], "COPY")))
+  sysex.write(root / "copy.syx", sysex.voice_message(params.with_name(random_voices[3], "COPY")))
   sysex.write(root / "single.syx", sysex.voice_message(random_voices[40]))
   (root / "broken.syx").write_bytes(b"\xf0\x43 not a voice")
   return root
@@ -36,8 +37,8 @@ def test_every_distinct_voice_is_rendered_once_and_cached(folder, tmp_path, rend
   lines = Lines()
   library = L.build_library([folder], renderer, tmp_path, lines)
   assert len(library) == 41  # 32 + 8 new in B + the single voice; the copy is voice 3 renamed
-  np.testing.assert_array_equal(library.voices[:, :P.NUM_SOUND_BYTES],
-                                P.clamp_voice(random_voices[:41])[:, :P.NUM_SOUND_BYTES])
+  np.testing.assert_array_equal(library.voices[:, :params.NUM_SOUND_BYTES],
+                                params.clamp_voice(random_voices[:41])[:, :params.NUM_SOUND_BYTES])
   assert library.sources[0] == f"{folder / 'bank' / 'A.syx'}:1"
   assert library.sources[32] == f"{folder / 'bank' / 'B.syx'}:1"
   assert library.sources[40] == f"{folder / 'single.syx'}:1"
@@ -95,7 +96,7 @@ def test_an_unreadable_shard_is_rendered_again(folder, tmp_path, renderer):
 
 
 def test_the_cache_is_keyed_by_render_settings(tmp_path, renderer):
-  softer = render.DexedRenderer(render.RenderSettings(velocity=100))
+  softer = render.DexedRenderer(ClipSpec(velocity=100))
   assert L.FeatureCache(renderer, tmp_path).folder != L.FeatureCache(softer, tmp_path).folder
   assert L.FeatureCache(renderer, tmp_path).folder == L.FeatureCache(
       render.DexedRenderer(), tmp_path).folder

@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 from s2s_jax.audio import mfccd
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
 from s2s_jax.match import matcher as matcher_lib
@@ -21,7 +22,7 @@ from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import generate
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
 
@@ -39,7 +40,7 @@ def sounds(tmp_path_factory, renderer) -> dict[str, pathlib.Path]:
   folder = tmp_path_factory.mktemp("sounds")
   rng = np.random.default_rng(7)
   while True:
-    audio = renderer.render(generate.sample_voice(rng, algorithm=4))
+    audio = renderer.render(generate.sample_voice(rng, algorithm=5))
     if generate.is_audible(audio, 0.1):
       break
   sounds = {"dexed": folder / "dexed.wav"}
@@ -136,10 +137,10 @@ def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
   out, _ = matched
   for entry in json.loads((out / "summary.json").read_text()):
     voice = sysex.read(out / f"{entry['name']}.syx")[0]
-    assert voice[P.ALGORITHM_BYTE] + 1 == entry["algorithm"]
-    assert P.voice_name(voice) == entry["name"][:10]
+    assert voice[params.ALGORITHM_BYTE] + 1 == entry["algorithm"]
+    assert params.voice_name(voice) == entry["name"][:10]
     from_json = host.from_dexed_json(json.loads((out / f"{entry['name']}.json").read_text()))
-    np.testing.assert_array_equal(P.with_name(from_json, entry["name"]), voice)
+    np.testing.assert_array_equal(params.with_name(from_json, entry["name"]), voice)
     target = target_lib.load_target(sounds[entry["name"]])
     rendering = render.DexedRenderer().render(voice)
     for n_mfcc in (13, 30):
@@ -195,3 +196,17 @@ def test_s2s_match_rejects_bad_models_and_options(tmp_path, tiny_model, sounds):
   result = _s2s_match(sounds["dexed"], sounds["dexed"], "--model", tiny_model,
                       "--out", tmp_path / "out")
   assert result.returncode == 2 and "would both write dexed.*" in result.stderr
+
+
+def test_training_records_the_clip_in_the_workdir(model):
+  assert model.clip == ClipSpec()  # the tiny dataset's, written into config.json by training
+  assert json.loads((model.workdir / "config.json").read_text())["clip"]["note"] == 60
+
+
+def test_a_workdir_written_before_clips_were_recorded_has_the_papers(model, tmp_path):
+  old = tmp_path / "old"
+  shutil.copytree(model.workdir, old)
+  settings = json.loads((old / "config.json").read_text())
+  del settings["clip"]
+  (old / "config.json").write_text(json.dumps(settings))
+  assert workdir_lib.load_model(old).clip == ClipSpec()

@@ -17,7 +17,7 @@ from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -54,8 +54,8 @@ def test_a_library_voice_is_found_from_its_own_sound(library, renderer, presets)
   match = matcher.match(target)
   assert match.network["mfccd13"] == pytest.approx(0.0, abs=1e-4)
   assert match.model == f"library:{presets / 'sub' / 'two.syx'}:{j - 32 + 1}"
-  np.testing.assert_array_equal(match.voice[:P.NUM_SOUND_BYTES],
-                                library.voices[j][:P.NUM_SOUND_BYTES])
+  np.testing.assert_array_equal(match.voice[:params.NUM_SOUND_BYTES],
+                                library.voices[j][:params.NUM_SOUND_BYTES])
   assert match.candidates == 8 and match.algorithm == library.algorithms[j]
 
 
@@ -63,7 +63,7 @@ def test_the_search_improves_on_the_library(library, renderer, random_voices):
   """A voice near (not in) the library: the search gets closer than the nearest voice."""
   j = audible(library, renderer, 3)
   near = random_voices[j].copy()
-  level = P.PARAM_BY_NAME["OP1 EG RATE 1"].voice_byte
+  level = params.PARAM_BY_NAME["OP1 EG RATE 1"].voice_byte
   near[level] = (int(near[level]) + 40) % 100
   target = target_lib.prepare_target(renderer.render(near), renderer.settings, "near", "near")
   settings = matcher_lib.MatchSettings(library_k=8, refine=search.Budget(renders=96))
@@ -104,7 +104,7 @@ def test_s2s_match_with_a_library_and_no_model(presets, library, renderer, tmp_p
   summary = json.loads((tmp_path / "out" / "summary.json").read_text())[0]
   assert summary["model"] == f"library:{presets / 'one.syx'}:{j + 1}"  # its own voice
   assert summary["refined"]["mfccd13"] <= summary["network"]["mfccd13"] < 1.0  # trim: BUILD_NOTES
-  assert sysex.read(tmp_path / "out" / "in.syx").shape == (1, P.VOICE_BYTES)
+  assert sysex.read(tmp_path / "out" / "in.syx").shape == (1, params.VOICE_BYTES)
   assert not any(p.suffix == ".npz" for p in presets.rglob("*"))  # the user's folder untouched
 
   again = _s2s_match(*args[:-1], tmp_path / "again")
@@ -112,7 +112,7 @@ def test_s2s_match_with_a_library_and_no_model(presets, library, renderer, tmp_p
 
 
 def test_s2s_match_needs_a_model_or_a_library(tmp_path, renderer):
-  soundfile.write(tmp_path / "in.wav", renderer.render(P.INIT_VOICE), 48_000)
+  soundfile.write(tmp_path / "in.wav", renderer.render(params.INIT_VOICE), 48_000)
   result = _s2s_match(tmp_path / "in.wav", "--out", tmp_path / "out")
   assert result.returncode == 2
   assert "give a --model, a --library of presets, or both" in result.stderr

@@ -1,21 +1,31 @@
 """Matching's parts without a model: top-k decoding, pitch and TRANSPOSE, input preparation."""
 
+import dataclasses
 import itertools
+import json
+import pathlib
 
 import librosa
 import numpy as np
 import pytest
 import soundfile
 
+from s2s_jax import config_file
+from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.infer import logits
+from s2s_jax.infer import predictor
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
+from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import pitch
 from s2s_jax.match import target as target_lib
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth.space import ParameterSpace
 
+ROOT = pathlib.Path(__file__).parents[1]
 SPACE = ParameterSpace()
-SETTINGS = render.RenderSettings()
+SETTINGS = ClipSpec()
 TRANSPOSE = SPACE.names.index("TRANSPOSE")
 
 
@@ -71,8 +81,8 @@ def test_top_k_of_a_network_like_distribution_decreases_in_probability():
 
 def _sine_voice(transpose: int) -> np.ndarray:
   """INIT VOICE: one sine carrier at the played note, shifted by TRANSPOSE - 24 semitones."""
-  voice = np.array(P.INIT_VOICE)
-  voice[P.PARAM_BY_NAME["TRANSPOSE"].voice_byte] = transpose
+  voice = np.array(params.INIT_VOICE)
+  voice[params.PARAM_BY_NAME["TRANSPOSE"].voice_byte] = transpose
   return voice
 
 
@@ -96,7 +106,7 @@ def test_retune_moves_transpose_so_the_voice_plays_the_target_pitch(renderer):
   retuned, retuning = pitch.retune(classes, SPACE, voice_pitch, wanted)
   assert retuning.semitones == -3 and retuning.transpose == 21 and retuning.in_range
   assert np.sum(retuned != classes) == 1 and retuned[TRANSPOSE] == 21
-  played = pitch.estimate_pitch(renderer.render(SPACE.decode(retuned, 0)), SETTINGS.sample_rate)
+  played = pitch.estimate_pitch(renderer.render(SPACE.decode(retuned, 1)), SETTINGS.sample_rate)
   assert played.note == "A3"
 
 
@@ -158,3 +168,23 @@ def test_bad_inputs_are_named_and_explained(tmp_path, make, message):
   with pytest.raises(target_lib.TargetError, match=message) as error:
     target_lib.load_target(path)
   assert str(path) in str(error.value)
+
+
+def test_a_model_reads_only_clips_like_those_it_was_trained_on():
+  config = config_file.load(str(ROOT / "configs" / "t6.py") + ":tiny")
+  model = workdir_lib.TrainedModel(workdir=pathlib.Path("m60"), config=config, clip=ClipSpec(),
+                                   algorithm=5, variables={}, step=0)
+  with pytest.raises(ValueError, match="model m60 .* than the renderer's: note 60 vs 48"):
+    matcher_lib.Matcher([model], renderer=render.DexedRenderer(ClipSpec(note=48)))
+  other = dataclasses.replace(model, workdir=pathlib.Path("m44"),
+                              clip=ClipSpec(sample_rate=44_100))
+  with pytest.raises(workdir_lib.ModelError, match="model m44 .*: sample_rate 44100 vs 48000"):
+    predictor.Predictor([model, other])
+  assert logits.ClassLayout.create(SPACE, ClipSpec(note=48)).note == 48  # the silent-operator mask
+
+
+def test_clips_round_trip_and_default_to_the_papers():
+  clip = ClipSpec(sample_rate=44_100, note=48, velocity=100, note_seconds=1.0, render_seconds=3.0)
+  assert ClipSpec.from_dict(json.loads(json.dumps(clip.to_dict()))) == clip
+  assert ClipSpec.from_dict(None) == ClipSpec(48_000, 60, 127, 2.0, 4.0)
+  assert clip.num_samples == 132_300

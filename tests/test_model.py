@@ -11,11 +11,11 @@ import pytest
 from s2s_jax import config_file
 from s2s_jax.audio import storage
 from s2s_jax.audio.features import FeatureBanks, featurise
-from s2s_jax.bench import model as model_bench
 from s2s_jax.data import reader
 from s2s_jax.models import backbones
 from s2s_jax.models import head as H
 from s2s_jax.models import sound2synth
+from s2s_jax.models import synthetic
 from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, region_max
 from s2s_jax.synth.space import ParameterSpace
 
@@ -28,7 +28,7 @@ def tiny_config():
 
 @pytest.fixture(scope="module")
 def features():
-  return model_bench.random_features(2)
+  return synthetic.random_features(2)
 
 
 def test_grouped_dense_is_a_block_diagonal_dense_layer():
@@ -135,16 +135,16 @@ def test_head_is_a_small_fraction_of_the_reference():
   config = config_file.load("configs/t6.py")
   model = sound2synth.create_model(config, SPACE)
   shapes = jax.eval_shape(lambda f: model.init(jax.random.key(0), f, train=False),
-                          model_bench.random_features(1))
-  head_params = model_bench.count(shapes["params"]["head"])
-  assert head_params < 0.05 * model_bench.REFERENCE_HEAD_PARAMS
-  assert model_bench.REFERENCE_HEAD_PARAMS == pytest.approx(181e6, rel=0.01)
+                          synthetic.random_features(1))
+  head_params = sound2synth.count_parameters(shapes["params"]["head"])
+  assert head_params < 0.05 * H.REFERENCE_HEAD_PARAMS
+  assert H.REFERENCE_HEAD_PARAMS == pytest.approx(181e6, rel=0.01)
 
 
 def test_full_model_has_the_papers_branch_widths():
   config = config_file.load("configs/t6.py")
   model = sound2synth.create_model(config, SPACE)
-  features = model_bench.random_features(1)
+  features = synthetic.random_features(1)
   _, state = jax.eval_shape(lambda f: model.init_with_output(
       jax.random.key(0), f, train=False, capture_intermediates=True), features)
   outputs = state["intermediates"]

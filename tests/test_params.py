@@ -6,25 +6,25 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 
 def test_table_matches_dexed_layout():
-  assert len(P.DEXED_PARAMS) == 155
-  assert [p.index for p in P.DEXED_PARAMS] == list(range(155))
-  assert sorted(p.voice_byte for p in P.VOICE_PARAMS) == list(range(145))
+  assert len(params.DEXED_PARAMS) == 155
+  assert [p.index for p in params.DEXED_PARAMS] == list(range(155))
+  assert sorted(p.voice_byte for p in params.VOICE_PARAMS) == list(range(145))
   # Spot checks against Dexed's PluginParam.cpp (0.9.7 indices).
   expected = {0: ("Cutoff", None), 3: ("MASTER TUNE ADJ", None), 4: ("ALGORITHM", 134),
               13: ("TRANSPOSE", 144), 14: ("P MODE SENS.", 143), 23: ("OP1 EG RATE 1", 105),
               31: ("OP1 OUTPUT LEVEL", 121), 36: ("OP1 BREAK POINT", 113), 44: ("OP1 SWITCH", None),
               133: ("OP6 EG RATE 1", 0), 146: ("OP6 BREAK POINT", 8), 153: ("OP6 KEY VELOCITY", 15)}
   for index, (name, byte) in expected.items():
-    assert (P.DEXED_PARAMS[index].name, P.DEXED_PARAMS[index].voice_byte) == (name, byte)
+    assert (params.DEXED_PARAMS[index].name, params.DEXED_PARAMS[index].voice_byte) == (name, byte)
 
 
 def test_plugin_controls_are_fixed_at_neutral_values():
-  plugin = {p.name: p.neutral for p in P.DEXED_PARAMS if p.kind is P.Kind.PLUGIN}
+  plugin = {p.name: p.neutral for p in params.DEXED_PARAMS if p.kind is params.Kind.PLUGIN}
   assert plugin == {"Cutoff": 1.0, "Resonance": 0.0, "Output": 1.0, "MASTER TUNE ADJ": 0.5,
                     **{f"OP{k} SWITCH": 1.0 for k in range(1, 7)}}
 
@@ -55,57 +55,30 @@ def _voices(draw_count=8):
 @hypothesis.given(voices=_voices(), bins=st.sampled_from([16, 63, 64, 100]))
 def test_decode_encode_is_within_half_a_bin(voices, bins):
   space = ParameterSpace(num_bins=bins)
-  clamped = P.clamp_voice(voices)
-  decoded = space.decode(space.encode(voices), clamped[:, P.ALGORITHM_BYTE])
+  clamped = params.clamp_voice(voices)
+  decoded = space.decode(space.encode(voices), params.algorithm_of(clamped))
   values, original = decoded[:, space.voice_bytes], clamped[:, space.voice_bytes]
   np.testing.assert_array_equal(values[:, ~space.is_continuous], original[:, ~space.is_continuous])
   error = np.abs(values[:, space.is_continuous].astype(int) - original[:, space.is_continuous])
   assert error.max(initial=0) <= 99 / (2 * (bins - 1)) + 0.5
-  np.testing.assert_array_equal(decoded[:, P.ALGORITHM_BYTE], clamped[:, P.ALGORITHM_BYTE])
+  byte = params.ALGORITHM_BYTE
+  np.testing.assert_array_equal(decoded[:, byte], clamped[:, byte])
 
 
 @hypothesis.given(data=st.data(), bins=st.sampled_from([16, 64, 100]))
 def test_encode_decode_returns_the_classes(data, bins):
   space = ParameterSpace(num_bins=bins)
   classes = np.array([data.draw(st.integers(0, n - 1)) for n in space.num_classes])
-  voice = space.decode(classes, algorithm=data.draw(st.integers(0, 31)))
+  voice = space.decode(classes, algorithm=data.draw(st.integers(1, 32)))
   np.testing.assert_array_equal(space.encode(voice), classes)
 
 
 def test_decoding_reaches_both_ends_without_the_reference_bias():
   space = ParameterSpace()
-  top = space.decode(space.num_classes - 1, algorithm=0)
-  bottom = space.decode(np.zeros(space.num_params, int), algorithm=0)
+  top = space.decode(space.num_classes - 1, algorithm=1)
+  bottom = space.decode(np.zeros(space.num_params, int), algorithm=1)
   continuous = space.voice_bytes[space.is_continuous]
   assert (top[continuous] == 99).all() and (bottom[continuous] == 0).all()
-
-
-@hypothesis.given(seed=st.integers(0, 2**32 - 1))
-def test_probabilities_decode_to_their_mode_or_mean(seed):
-  space = ParameterSpace()
-  rng = np.random.default_rng(seed)
-  probabilities = rng.random((2, space.total_classes))
-  argmax = np.stack([np.argmax(b, -1) for b in
-                     np.split(probabilities, space.class_offsets[1:-1], axis=-1)], -1)
-  np.testing.assert_array_equal(space.decode_probabilities(probabilities, 3),
-                                space.decode(argmax, 3))
-  # One-hot probabilities: the mean is the mode.
-  one_hot = np.zeros_like(probabilities)
-  np.put_along_axis(one_hot, argmax + space.class_offsets[:-1], 1.0, axis=-1)
-  np.testing.assert_array_equal(space.decode_probabilities(one_hot, 3, continuous="mean"),
-                                space.decode(argmax, 3))
-
-
-def test_mean_decoding_averages_neighbouring_bins():
-  space = ParameterSpace()
-  probabilities = np.zeros(space.total_classes)
-  start = space.class_offsets[space.names.index("LFO SPEED")]
-  probabilities[start + 10] = probabilities[start + 20] = 0.5
-  for k in range(space.num_params):
-    if k != space.names.index("LFO SPEED"):
-      probabilities[space.class_offsets[k]] = 1.0
-  voice = space.decode_probabilities(probabilities, 0, continuous="mean")
-  assert space.encode(voice)[space.names.index("LFO SPEED")] == 15
 
 
 def test_decode_rejects_bad_classes_and_algorithms():
@@ -113,16 +86,27 @@ def test_decode_rejects_bad_classes_and_algorithms():
   classes = np.zeros(space.num_params, int)
   classes[space.names.index("FEEDBACK")] = 8
   with pytest.raises(ValueError, match="FEEDBACK"):
-    space.decode(classes, 0)
+    space.decode(classes, 1)
   with pytest.raises(ValueError, match="algorithm"):
-    space.decode(np.zeros(space.num_params, int), 32)
+    space.decode(np.zeros(space.num_params, int), 33)
   with pytest.raises(ValueError, match="144"):
-    space.decode(np.zeros(10, int), 0)
+    space.decode(np.zeros(10, int), 1)
 
 
 def test_clamp_voice_applies_dx7_maxima_and_keeps_the_name():
-  voice = P.with_name(np.full(155, 127, np.uint8), "LOUD VOICE")
-  clamped = P.clamp_voice(voice)
-  np.testing.assert_array_equal(clamped[:145], P.VOICE_MAXIMA)
-  assert P.voice_name(clamped) == "LOUD VOICE"
+  voice = params.with_name(np.full(155, 127, np.uint8), "LOUD VOICE")
+  clamped = params.clamp_voice(voice)
+  np.testing.assert_array_equal(clamped[:145], params.VOICE_MAXIMA)
+  assert params.voice_name(clamped) == "LOUD VOICE"
   assert voice[0] == 127  # the input is not modified
+
+
+def test_algorithms_are_1_based_above_the_byte():
+  init = params.INIT_VOICE  # the DX7's INIT VOICE: algorithm 1
+  assert init[134] == 0 and params.algorithm_of(init) == 1
+  voices = np.zeros((2, 155), np.uint8)
+  params.set_algorithm(voices, np.array([32, 5]))
+  assert voices[:, 134].tolist() == [31, 4]
+  assert params.algorithm_of(voices).tolist() == [32, 5]
+  with pytest.raises(ValueError, match="1..32"):
+    params.set_algorithm(voices, 0)

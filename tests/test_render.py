@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from s2s_jax.synth import params as P
+from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 
 
@@ -29,14 +30,14 @@ def test_rendering_is_deterministic_with_no_state_between_renders(renderer, rand
 
 
 def test_sample_and_hold_lfo_repeats(renderer):
-  voice = P.INIT_VOICE.copy()
+  voice = params.INIT_VOICE.copy()
   for name, value in {"LFO WAVE": 5, "LFO SPEED": 70, "LFO PM DEPTH": 99, "P MODE SENS.": 7,
                       "LFO AM DEPTH": 99, "OP1 A MOD SENS.": 3, "LFO KEY SYNC": 0}.items():
-    voice[P.PARAM_BY_NAME[name].voice_byte] = value
+    voice[params.PARAM_BY_NAME[name].voice_byte] = value
   first = renderer.render(voice)
-  renderer.render(P.INIT_VOICE)
+  renderer.render(params.INIT_VOICE)
   np.testing.assert_array_equal(renderer.render(voice), first)
-  steady = renderer.render(P.INIT_VOICE)
+  steady = renderer.render(params.INIT_VOICE)
   assert not np.allclose(first, steady, atol=1e-3)  # the LFO really modulates
 
 
@@ -47,10 +48,9 @@ def test_batch_on_threads_equals_serial(renderer, random_voices):
 
 
 def test_settings_shape_the_render(random_voices):
-  short = render.DexedRenderer(render.RenderSettings(sample_rate=44_100, render_seconds=1.0,
-                                                     note_seconds=0.5))
+  short = render.DexedRenderer(ClipSpec(sample_rate=44_100, render_seconds=1.0, note_seconds=0.5))
   assert short.render(random_voices[0]).shape == (44_100,)
-  lower = render.DexedRenderer(render.RenderSettings(note=48)).render(random_voices[0])
+  lower = render.DexedRenderer(ClipSpec(note=48)).render(random_voices[0])
   assert not np.allclose(lower, render.DexedRenderer().render(random_voices[0]), atol=1e-3)
 
 
@@ -58,10 +58,10 @@ def test_settings_shape_the_render(random_voices):
                                     {"note_seconds": 5.0}, {"note_seconds": 0.0}])
 def test_bad_settings_are_refused(kwargs):
   with pytest.raises(ValueError):
-    render.RenderSettings(**kwargs)
+    ClipSpec(**kwargs)
 
 
 def test_out_of_range_values_play_clamped(renderer):
-  loud = P.INIT_VOICE.copy()
-  loud[P.PARAM_BY_NAME["OP1 OUTPUT LEVEL"].voice_byte] = 127
-  np.testing.assert_array_equal(renderer.render(loud), renderer.render(P.INIT_VOICE))
+  loud = params.INIT_VOICE.copy()
+  loud[params.PARAM_BY_NAME["OP1 OUTPUT LEVEL"].voice_byte] = 127
+  np.testing.assert_array_equal(renderer.render(loud), renderer.render(params.INIT_VOICE))

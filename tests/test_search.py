@@ -39,8 +39,8 @@ def target(renderer) -> Target:
   """An audible prior voice of ALGORITHM, its rendering and a perturbed start."""
   rng = np.random.default_rng(0)
   while True:
-    classes = SPACE.encode(generate.sample_voice(rng, algorithm=ALGORITHM - 1))
-    audio = render.render_batch(renderer, SPACE.decode(classes[None], ALGORITHM - 1))[0]
+    classes = SPACE.encode(generate.sample_voice(rng, algorithm=ALGORITHM))
+    audio = render.render_batch(renderer, SPACE.decode(classes[None], ALGORITHM))[0]
     if generate.is_audible(audio, 0.1):
       break
   start = classes.copy()
@@ -80,7 +80,7 @@ def test_objective_is_mfccd_and_counts_renders(renderer, target, random_voices):
   classes = SPACE.encode(random_voices[:11])  # 8 + 3: a padded MFCC chunk
   scores = objective_(classes)
   assert scores.shape == (11,) and scores.dtype == np.float64
-  audio = render.render_batch(renderer, SPACE.decode(classes, ALGORITHM - 1))
+  audio = render.render_batch(renderer, SPACE.decode(classes, ALGORITHM))
   expected = mfccd.mfccd(audio, np.broadcast_to(target.audio, audio.shape))
   np.testing.assert_allclose(scores, expected, rtol=1e-5)
   assert objective_.renders == 11

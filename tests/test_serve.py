@@ -24,7 +24,7 @@ import uvicorn
 
 from s2s_jax.serve import app as app_lib
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 
 READY = re.compile(r"s2s-serve: listening on (http://\S+) \(1 model\)")
@@ -107,10 +107,10 @@ def test_plugin_protocol_answers_flat_dexed_parameters(server, sound):
   assert response.status_code == 200, response.text
   assert response.headers["content-type"] == "application/json"
   values = response.json()
-  assert set(values) == {p.name for p in P.DEXED_PARAMS} and "ALGORITHM" in values
+  assert set(values) == {p.name for p in params.DEXED_PARAMS} and "ALGORITHM" in values
   assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values.values())
   voice = host.from_dexed_json(values)
-  assert voice.shape == (P.VOICE_BYTES,) and voice.dtype == np.uint8
+  assert voice.shape == (params.VOICE_BYTES,) and voice.dtype == np.uint8
 
 
 def test_plugin_ping_upload_is_a_json_400(server):

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 
 from s2s_jax.synth import corpus as C
-from s2s_jax.synth import splits as S
+from s2s_jax.synth import splits
 
 
 def test_shared_corpus_counts(shared_presets):
@@ -22,8 +22,8 @@ def test_shared_corpus_counts(shared_presets):
 
 def test_shared_corpus_splits_do_not_leak(shared_presets):
   corpus = C.read_corpus(shared_presets)
-  groups = S.near_duplicate_groups(corpus.voices, 3)
-  split = S.assign_splits(corpus.voices, groups)
+  groups = splits.near_duplicate_groups(corpus.voices, 3)
+  split = splits.assign_splits(corpus.voices, groups)
   spans = [len(np.unique(split[groups == g])) for g in np.unique(groups)[:2000]]
   assert max(spans) == 1
   shares = np.bincount(split) / len(split)

@@ -9,11 +9,12 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
-_valid_voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(P.clamp_voice).map(
-    lambda v: P.with_name(v, "HYPO VOICE"))
+_valid_voices = hnp.arrays(np.uint8, (155,), elements=st.integers(0, 127)).map(
+    params.clamp_voice).map(lambda v: params.with_name(v, "HYPO VOICE"))
 
 
 @hypothesis.given(voice=_valid_voices)
@@ -28,7 +29,7 @@ def test_single_voice_round_trip(voice):
 def test_bank_round_trip_clamps_like_dexed(voices):
   message = sysex.bank_message(voices)
   assert len(message) == sysex.BANK_SIZE
-  np.testing.assert_array_equal(sysex.parse(message)[:, :145], P.clamp_voice(voices)[:, :145])
+  np.testing.assert_array_equal(sysex.parse(message)[:, :145], params.clamp_voice(voices)[:, :145])
 
 
 @hypothesis.given(seed=st.integers(0, 2**32 - 1))
@@ -40,14 +41,14 @@ def test_bank_reading_agrees_with_dexed_py_after_clamping(seed, tmp_path_factory
       [sysex.checksum(payload), 0xF7])
   path = tmp_path_factory.mktemp("bank") / "random.syx"
   path.write_bytes(message)
-  ours = P.clamp_voice(sysex.read(path))
+  ours = params.clamp_voice(sysex.read(path))
   theirs = np.stack([np.frombuffer(p.to_sysex()[:155], np.uint8)
                      for p in dexed.Patch.load_bank(str(path))])
   np.testing.assert_array_equal(ours[:, :145], theirs[:, :145])
 
 
 def test_high_bit_bytes_are_masked_before_unpacking():
-  voice = P.INIT_VOICE.copy()
+  voice = params.INIT_VOICE.copy()
   bank = bytearray(sysex.bank_message(np.stack([voice] * 32)))
   bank[6] |= 0x80  # OP6 EG RATE 1 of voice 0: bit 7 is "don't care"
   bank[-2] = sysex.checksum(bank[6:-2])
@@ -55,13 +56,13 @@ def test_high_bit_bytes_are_masked_before_unpacking():
 
 
 def test_byte_count_quirk_is_accepted():
-  bank = bytearray(sysex.bank_message(np.stack([P.INIT_VOICE] * 32)))
+  bank = bytearray(sysex.bank_message(np.stack([params.INIT_VOICE] * 32)))
   bank[4] = 0x10
   assert sysex.parse(bytes(bank)).shape == (32, 155)
 
 
 def _bank() -> bytes:
-  return sysex.bank_message(np.stack([P.INIT_VOICE] * 32))
+  return sysex.bank_message(np.stack([params.INIT_VOICE] * 32))
 
 
 def _bad_checksum() -> bytes:
@@ -94,19 +95,11 @@ def test_unreadable_file_is_a_sysex_error(tmp_path):
     sysex.read(tmp_path / "missing.syx")
 
 
-def test_write_replaces_a_file_whole(tmp_path):
-  target = tmp_path / "bank.syx"
-  target.write_bytes(b"old")
-  sysex.write(target, _bank())
-  assert target.read_bytes() == _bank()
-  assert [p.name for p in tmp_path.iterdir()] == ["bank.syx"]  # no temporary left behind
-
-
 def test_bank_message_is_what_dexed_py_loads(tmp_path):
   rng = np.random.default_rng(0)
-  voices = P.clamp_voice(rng.integers(0, 128, (32, 155), dtype=np.uint8))
+  voices = params.clamp_voice(rng.integers(0, 128, (32, 155), dtype=np.uint8))
   path = tmp_path / "bank.syx"
-  sysex.write(path, sysex.bank_message(voices))
+  files.write_atomic(path, sysex.bank_message(voices))
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # a checksum warning would fail the test
     patches = dexed.Patch.load_bank(str(path))

@@ -6,7 +6,7 @@ import pytest
 from s2s_jax.match import search
 from s2s_jax.match import value_search as V
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 SPACE = V.VALUE_SPACE
@@ -14,9 +14,9 @@ ALGORITHM = 5  # 1-based
 
 
 def test_values_hold_any_real_voice_exactly(random_voices):
-  played = P.clamp_voice(random_voices)
-  decoded = SPACE.decode(SPACE.encode(played), played[:, P.ALGORITHM_BYTE])
-  np.testing.assert_array_equal(decoded[:, :P.NUM_SOUND_BYTES], played[:, :P.NUM_SOUND_BYTES])
+  played = params.clamp_voice(random_voices)
+  decoded = SPACE.decode(SPACE.encode(played), params.algorithm_of(played))
+  np.testing.assert_array_equal(decoded[:, :params.NUM_SOUND_BYTES], played[:, :params.NUM_SOUND_BYTES])
   # ... which the network's 64 bins cannot: a level of 51 comes back as 50.
   grid = ParameterSpace()
   level = SPACE.names.index("OP1 OUTPUT LEVEL")
@@ -56,7 +56,7 @@ def target(renderer):
   """An audible prior voice of ALGORITHM (as values) and its rendering."""
   rng = np.random.default_rng(3)
   while True:
-    voice = generate.sample_voice(rng, algorithm=ALGORITHM - 1)
+    voice = generate.sample_voice(rng, algorithm=ALGORITHM)
     audio = renderer.render(voice)
     if generate.is_audible(audio, 0.1):
       return SPACE.encode(voice), audio
@@ -92,7 +92,7 @@ def test_the_search_spends_its_budget_and_never_gets_worse(renderer, target):
 def test_the_search_keeps_the_best_start_and_its_algorithm(renderer, target):
   values, audio = target
   objective = search.Objective(audio, SPACE, ALGORITHM, renderer)
-  other = SPACE.encode(generate.sample_voice(np.random.default_rng(9), algorithm=0))
+  other = SPACE.encode(generate.sample_voice(np.random.default_rng(9), algorithm=1))
   result = V.value_search(objective, np.stack([other, values]), [1, ALGORITHM],
                           search.Budget(40), np.random.default_rng(0), start_scores=[30.0, 0.0])
   assert result.score == 0.0 and result.algorithm == ALGORITHM

@@ -20,6 +20,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from s2s_jax.audio import features
 from s2s_jax.audio.spec import FeatureSpec
@@ -33,6 +34,18 @@ def mfcc(audio: jax.Array, *, n_mfcc: int = 13, spec: FeatureSpec = FeatureSpec(
   power = features.power_spectrogram(features.frames(audio, spec))
   mel_power = jnp.matmul(power, features.mel_filters(spec), precision=jax.lax.Precision.HIGHEST)
   return features.mfcc_from_mel(mel_power, n_mfcc, spec.top_db)
+
+
+def mfcc_batched(audio: np.ndarray, *, n_mfcc: int = 13, spec: FeatureSpec = FeatureSpec(),
+                 batch_size: int = 32) -> np.ndarray:
+  """`mfcc` of any number of clips `[n, samples]` -> `[n, time, n_mfcc]`, in batches of
+  `batch_size` (the last zero-padded): bounds the STFT's memory and compiles once."""
+  audio = np.asarray(audio, np.float32)
+  padded = np.pad(audio, ((0, -len(audio) % batch_size), (0, 0)))
+  return np.concatenate(
+      [np.asarray(mfcc(padded[i:i + batch_size], n_mfcc=n_mfcc, spec=spec))
+       for i in range(0, len(padded), batch_size)]
+      or [np.zeros((0, spec.num_frames, n_mfcc), np.float32)])[:len(audio)]
 
 
 def mfcc_distance(mfcc_a: jax.Array, mfcc_b: jax.Array) -> jax.Array:

@@ -1,13 +1,15 @@
-"""`FeatureSpec`: the one description of a clip and of the features computed from it."""
+"""`FeatureSpec`: the features computed from a clip (`audio.clip.ClipSpec`)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from s2s_jax.audio.clip import ClipSpec
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-  """Clip format and feature settings, shared by the dataset builder, training and inference.
+  """The clip and the feature settings, shared by the dataset builder, training and inference.
 
   The defaults are the paper's: 4.0 s at 48 kHz (exactly 192 000 samples, so 376 centred
   frames of hop 512), n_fft 2048, 128 HTK mel bands, 13 MFCCs and a 432-bin CQT at 48 bins
@@ -17,8 +19,7 @@ class FeatureSpec:
   cqt_sparsity is the share of each CQT kernel's spectral L1 mass left out (librosa's
   `sparsity`).
   """
-  sample_rate: int = 48_000
-  num_samples: int = 192_000
+  clip: ClipSpec = ClipSpec()
   n_fft: int = 2048
   hop_length: int = 512
   n_mels: int = 128
@@ -37,8 +38,12 @@ class FeatureSpec:
       raise ValueError(f"n_fft {self.n_fft} must be a multiple of hop_length {self.hop_length}")
 
   @property
-  def duration_seconds(self) -> float:
-    return self.num_samples / self.sample_rate
+  def sample_rate(self) -> int:
+    return self.clip.sample_rate
+
+  @property
+  def num_samples(self) -> int:
+    return self.clip.num_samples
 
   @property
   def num_frames(self) -> int:

@@ -1,11 +1,11 @@
 """What the dataset stores for a clip: block-scaled 16-bit PCM (385 500 bytes for 4 s).
 
 Features are not stored: the training step decodes the PCM and runs the same `featurise` as
-inference, on the device; inference featurises `as_stored(clip)`, so both see the same
-samples. Each block of `BLOCK_SIZE` samples (one hop) has its own float32 scale, its peak
-mapping to +-32767, so the rounding error is at most 1/65534 of the block's peak: 96 dB under
-the local level, following Dexed's decays (one clip-wide scale leaves release tails only a few
-steps tall). Dexed's output is not limited to [-1, 1]; any finite float32 encodes.
+inference, on the device; inference featurises `as_stored(clip)` (`infer.predictor`), so both
+see the same samples. Each block of `BLOCK_SIZE` samples (one hop) has its own float32 scale,
+its peak mapping to +-32767, so the rounding error is at most 1/65534 of the block's peak: 96 dB
+under the local level, following Dexed's decays (one clip-wide scale leaves release tails only
+a few steps tall). Dexed's output is not limited to [-1, 1]; any finite float32 encodes.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from s2s_jax.data import weights as W
 from s2s_jax.synth import generate
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 from s2s_jax.util import report
 
 
@@ -32,7 +33,8 @@ def run(args) -> None:
   voices = generate.random_walk(renderer, 32 * -(-args.voices // 32), seed=0)
   with tempfile.TemporaryDirectory() as tmp:
     for bank in range(len(voices) // 32):
-      sysex.write(f"{tmp}/presets/bank{bank}.syx", sysex.bank_message(voices[32 * bank:][:32]))
+      files.write_atomic(f"{tmp}/presets/bank{bank}.syx",
+                         sysex.bank_message(voices[32 * bank:][:32]))
     render_s = report.median_seconds(lambda: render.render_batch(renderer, voices), args.repeats)
     rows = [{"stage": f"render only ({os.cpu_count()} threads)", "examples": len(voices),
              "seconds": render_s, "examples_per_s": len(voices) / render_s}]

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
   spec = FeatureSpec()
   rng = np.random.default_rng(0)
-  voices = np.stack([generate.sample_voice(rng, algorithm=i % 32) for i in range(args.batch)])
+  voices = np.stack([generate.sample_voice(rng, algorithm=i % 32 + 1) for i in range(args.batch)])
   audio = render.render_batch(render.DexedRenderer(), voices)
   start = time.perf_counter()
   banks = features.FeatureBanks.create(spec)

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile
 
 from s2s_jax import config_file
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.infer import predictor as predictor_lib
 from s2s_jax.infer import workdir as workdir_lib
@@ -59,7 +60,7 @@ def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Pat
     workdir = folder / f"alg{algorithm:02d}"
     workdir.mkdir(parents=True)
     config.dataset_config = f"alg{algorithm:02d}"
-    (workdir / workdir_lib.CONFIG_FILE).write_text(config.to_json(indent=2))
+    workdir_lib.write_config(workdir, config, ClipSpec())
     variables = init(jax.random.key(algorithm), model_inputs(banks, audio))
     checkpoints = checkpointing.Checkpoints(workdir)
     checkpoints.save_best(1, dict(variables), {"source": "s2s-bench match"})
@@ -72,9 +73,9 @@ def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Pat
 def _input(folder: pathlib.Path) -> pathlib.Path:
   """A rendered voice of algorithm 1, as a file: what a user hands s2s-match."""
   rng = np.random.default_rng(0)
-  audio = R.DexedRenderer().render(generate.sample_voice(rng, algorithm=0))
+  audio = R.DexedRenderer().render(generate.sample_voice(rng, algorithm=1))
   path = folder / "input.wav"
-  soundfile.write(path, audio, 48_000, subtype="FLOAT")
+  soundfile.write(path, audio, R.DexedRenderer().settings.sample_rate, subtype="FLOAT")
   return path
 
 

@@ -12,20 +12,13 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from s2s_jax import config_file
-from s2s_jax.audio.features import STATISTICS
-from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.models import head
 from s2s_jax.models import sound2synth
+from s2s_jax.models import synthetic
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.util import report
-
-# The reference's head: FC(2048 -> 153*64), then two "GroupFC" layers that are dense in
-# practice (9792 -> 9792, 9792 -> 6645), all with biases.
-REFERENCE_HEAD_PARAMS = (2048 + 1) * 9792 + (9792 + 1) * 9792 + (9792 + 1) * 6645
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", default="configs/t6.py",
@@ -33,21 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch", type=int, default=4, help="examples per forward pass")
   parser.add_argument("--repeats", type=int, default=3, help="timed forward passes (median)")
   parser.add_argument("--dtype", default=None, help="override config.model.dtype")
-
-
-def random_features(batch: int, spec: FeatureSpec = FeatureSpec()) -> dict[str, jax.Array]:
-  """Features shaped as `featurise` returns them, plus "audio": `[batch, time, ...]`."""
-  rng = np.random.default_rng(0)
-  shapes = {"stft": (spec.n_freqs,), "mel": (spec.n_mels,), "cqt": (spec.cqt_bins,),
-            "mfcc": (spec.n_mfcc,), **{name: () for name in STATISTICS}}
-  features = {name: rng.uniform(-1, 1, (batch, spec.num_frames) + shape)
-              for name, shape in shapes.items()}
-  features["audio"] = rng.normal(0, 0.1, (batch, spec.num_samples))
-  return {name: jnp.asarray(x, jnp.float32) for name, x in features.items()}
-
-
-def count(tree) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
 def measure(config, space: ParameterSpace, features, repeats: int) -> dict[str, object]:
@@ -61,6 +39,7 @@ def measure(config, space: ParameterSpace, features, repeats: int) -> dict[str, 
   forward_s = report.median_seconds(lambda: jax.block_until_ready(compiled(variables, features)),
                                     repeats)
   params = variables["params"]
+  count = sound2synth.count_parameters
   return {"params": count(params),
           "backbone_params": {b: count(params[f"backbones_{b}"]) for b in config.model.branches},
           "head_params": count(params["head"]), "compile_s": compile_s, "forward_s": forward_s}
@@ -71,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
   if args.dtype:
     config.model.dtype = args.dtype
   space = ParameterSpace(config.num_bins)
-  features = random_features(args.batch)
+  features = synthetic.random_features(args.batch)
   rows = []
   variants = [tuple(config.model.branches)] + [(b,) for b in config.model.branches]
   for branches in variants if len(variants) > 2 else variants[:1]:
@@ -84,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
                  "compile_s": result["compile_s"],
                  "forward_ms_per_example": 1000 * result["forward_s"] / args.batch})
   for row in rows:
-    row["head_vs_reference"] = row.pop("head_params") / REFERENCE_HEAD_PARAMS
+    row["head_vs_reference"] = row.pop("head_params") / head.REFERENCE_HEAD_PARAMS
   report.publish("model", rows, args.json, {
       "config": args.config, "batch": args.batch, "dtype": config.model.dtype,
-      "backend": jax.default_backend(), "reference_head_params": REFERENCE_HEAD_PARAMS})
+      "backend": jax.default_backend(), "reference_head_params": head.REFERENCE_HEAD_PARAMS})

@@ -28,7 +28,7 @@ from s2s_jax.infer import scoring
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
 from s2s_jax.match import search
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.train import evaluate
 from s2s_jax.train import input_pipeline
@@ -76,7 +76,7 @@ def load_targets(model: workdir_lib.TrainedModel, presets: str, algorithm: int |
   count, only of `algorithm` if given.
   """
   config = model.config.copy_and_resolve_references()
-  config.data_dir = config.data_dir or str(model.workdir / "tensorflow_datasets")
+  config.data_dir = input_pipeline.data_dir(config, model.workdir)
   if presets:
     config.manual_dir = presets
   dataset = input_pipeline.prepared_dataset(config)
@@ -184,7 +184,7 @@ def score_rows(methods: dict[str, dict], targets: dict[str, np.ndarray], space,
   rows = []
   for name, method in methods.items():
     audio = rendering.render_classes(space, method["classes"], targets["algorithm"], renderer)
-    scores = scoring.mfccd_scores(audio, targets["audio"])
+    scores = scoring.mfccd_scores(audio, targets["audio"], renderer.settings)
     rows.append({
         "method": name, "targets": len(audio),
         "mfccd13_mean": float(scores["mfccd13"].mean()),
@@ -240,8 +240,8 @@ def run(args: argparse.Namespace) -> None:
       _fail(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
   if min(args.budgets) < 1:
     _fail(f"--budgets must be >= 1, got {args.budgets}")
-  if args.algorithm is not None and not 1 <= args.algorithm <= P.NUM_ALGORITHMS:
-    _fail(f"--algorithm must be 1..{P.NUM_ALGORITHMS}, got {args.algorithm}")
+  if args.algorithm is not None and not 1 <= args.algorithm <= params.NUM_ALGORITHMS:
+    _fail(f"--algorithm must be 1..{params.NUM_ALGORITHMS}, got {args.algorithm}")
   try:
     model = workdir_lib.load_model(args.model)
     if args.algorithm is not None and model.algorithm not in (None, args.algorithm):
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> None:
     _fail(f"no test example{f' of algorithm {args.algorithm}' if args.algorithm else ''} in "
           f"{dataset}")
 
-  renderer = R.DexedRenderer()
+  renderer = R.DexedRenderer(model.clip)
   library, library_s = _timed(training_library, dataset)
   predictor = predictor_lib.Predictor([model])
   methods, argmax = choose_voices(args, predictor, targets, library, renderer)

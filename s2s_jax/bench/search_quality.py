@@ -26,6 +26,7 @@ import numpy as np
 import soundfile
 
 from s2s_jax.audio import mfccd
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.match import library as library_lib
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -33,7 +34,7 @@ from s2s_jax.match import target as target_lib
 from s2s_jax.match import value_search
 from s2s_jax.synth import corpus as corpus_lib
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth import splits
 from s2s_jax.util import report
@@ -97,16 +98,16 @@ def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
   """
   corpus = corpus_lib.read_corpus(presets)
   split = splits.assign_splits(corpus.voices, splits.near_duplicate_groups(corpus.voices))
-  voices = P.clamp_voice(corpus.voices)
+  voices = params.clamp_voice(corpus.voices)
   train = voices[split == splits.SPLITS.index("train")]
   _, first = np.unique(library_lib.voice_keys(train), axis=0, return_index=True)
   train = train[np.sort(first)]  # distinct as played (stored bytes above a maximum clamp)
   test = voices[split == splits.SPLITS.index("test")]
   test = test[np.random.default_rng(seed).permutation(len(test))]
-  algorithms = test[:, P.ALGORITHM_BYTE].astype(int)
+  algorithms = params.algorithm_of(test)
   chosen, used = [], np.zeros(len(test), bool)
   for i in range(count * 4):
-    options = np.flatnonzero((algorithms == i % P.NUM_ALGORITHMS) & ~used)
+    options = np.flatnonzero((algorithms == i % params.NUM_ALGORITHMS + 1) & ~used)
     for j in options[:3]:  # a few tries for an audible one
       used[j] = True
       audio = renderer.render(test[j])
@@ -120,7 +121,7 @@ def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
   return train, targets, test[[j for j, _ in chosen]]
 
 
-def sound_targets(folder: pathlib.Path, rms: float, settings: R.RenderSettings
+def sound_targets(folder: pathlib.Path, rms: float, settings: ClipSpec
                   ) -> list[target_lib.Target]:
   """Every sound file of `folder` (sorted), prepared as `s2s-match` does, scaled to `rms`."""
   targets = []
@@ -283,7 +284,7 @@ def run(args: argparse.Namespace, commit: str | None) -> None:
                                            renderer)
   library = library_lib.library_of(train, [f"training voice {i}" for i in range(len(train))],
                                    renderer, args.library_cache)
-  algorithm_of = {t.name: int(v[P.ALGORITHM_BYTE]) + 1 for t, v in zip(targets, target_voices)}
+  algorithm_of = {t.name: int(params.algorithm_of(v)) for t, v in zip(targets, target_voices)}
   rms = float(np.median([np.sqrt(np.mean(np.square(t.audio))) for t in targets]))
   sounds = sound_targets(pathlib.Path(args.sounds), rms, renderer.settings) if args.sounds else []
 

@@ -12,13 +12,12 @@ import functools
 import time
 
 import jax
-import numpy as np
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks, featurise
-from s2s_jax.bench import model as model_bench
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.models import sound2synth
+from s2s_jax.models import synthetic
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import parallel
 from s2s_jax.train import train
@@ -32,17 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="global batch per step (default: each config's per_step_batch_size)")
   parser.add_argument("--repeats", type=int, default=3, help="timed steps (median kept)")
   parser.add_argument("--dtype", default=None, help="override config.model.dtype")
-
-
-def synthetic_batch(batch: int, space: ParameterSpace, num_samples: int) -> dict[str, np.ndarray]:
-  """Noisy tones with random valid labels: `{"audio", "labels", "weights"}`."""
-  rng = np.random.default_rng(0)
-  t = np.arange(num_samples) / 48_000
-  audio = (0.5 * np.sin(2 * np.pi * rng.uniform(50, 2000, (batch, 1)) * t)
-           + rng.normal(0, 0.01, (batch, num_samples))).astype(np.float32)
-  labels = (rng.random((batch, space.num_params)) * space.num_classes).astype(np.int32)
-  return {"audio": audio, "labels": labels,
-          "weights": np.ones((batch, space.num_params), np.float32)}
 
 
 def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: int
@@ -59,8 +47,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
   optimizer = train.create_optimizer(config, updates_per_epoch=100)
   state = jax.jit(functools.partial(train.create_state, model, optimizer, seed=0, batch_size=1),
                   out_shardings=replicated)(banks)
-  batch = parallel.global_batch(mesh, synthetic_batch(batch_size, space,
-                                                      banks.spec.num_samples))
+  batch = parallel.global_batch(mesh, synthetic.synthetic_batch(batch_size, space, banks.spec))
   step = jax.jit(functools.partial(train.train_step, layout=logits_lib.ClassLayout.create(space),
                                    config=config), donate_argnums=0)
   start = time.perf_counter()
@@ -77,7 +64,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
   features_s = report.median_seconds(
       lambda: jax.block_until_ready(features_fn(banks, batch["audio"])), repeats)
   return {"config": spec, "dtype": config.model.dtype, "batch": batch_size,
-          "params": model_bench.count(state.params),
+          "params": sound2synth.count_parameters(state.params),
           "compile_s": compile_s, "step_s": step_s, "samples_per_s": batch_size / step_s,
           "featurise_s": features_s, "step_vs_featurise": step_s / features_s}
 

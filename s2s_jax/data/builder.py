@@ -20,13 +20,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from s2s_jax.audio import storage
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.data import recipes
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 
@@ -35,10 +36,10 @@ CHUNK = 32  # voices rendered, encoded and weighted together
 
 @dataclasses.dataclass(kw_only=True)
 class DexedPresetsConfig(tfds.core.BuilderConfig):
-  """A `recipes.DatasetRecipe` as TFDS reads it: sources, render settings, labels, weights."""
+  """A `recipes.DatasetRecipe` as TFDS reads it: sources, clip, labels, weights."""
 
   mix: sources.SourceMix = sources.SourceMix()
-  render: R.RenderSettings = R.RenderSettings()
+  clip: ClipSpec = ClipSpec()
   num_bins: int = 64
   weights: W.WeightSettings = W.WeightSettings()
 
@@ -81,12 +82,12 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         description=__doc__.split("\n\n")[0],
         features=tfds.features.FeaturesDict({
             # Raw bytes: 1 ms to serialise against 42 ms as TFDS's default int64 list.
-            "audio_pcm": tfds.features.Tensor(shape=(config.render.num_samples,), dtype=np.int16,
+            "audio_pcm": tfds.features.Tensor(shape=(config.clip.num_samples,), dtype=np.int16,
                                               encoding=tfds.features.Encoding.BYTES),
             "audio_scales": tfds.features.Tensor(
-                shape=(-(-config.render.num_samples // storage.BLOCK_SIZE),), dtype=np.float32),
+                shape=(-(-config.clip.num_samples // storage.BLOCK_SIZE),), dtype=np.float32),
             "labels": tfds.features.Tensor(shape=(num_params,), dtype=np.int32),
-            "voice": tfds.features.Tensor(shape=(P.VOICE_BYTES,), dtype=np.uint8),
+            "voice": tfds.features.Tensor(shape=(params.VOICE_BYTES,), dtype=np.uint8),
             "gradient_weights": tfds.features.Tensor(shape=(num_params,), dtype=np.float32),
             "algorithm": tfds.features.Scalar(dtype=np.int32, doc="1-based DX7 algorithm"),
             "voice_name": tfds.features.Text(),
@@ -97,8 +98,8 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         }),
         homepage="https://github.com/Sound2Synth/Sound2Synth",
         citation=_CITATION,
-        metadata=tfds.core.MetadataDict(sample_rate=config.render.sample_rate,
-                                        num_bins=config.num_bins),
+        metadata=tfds.core.MetadataDict(sample_rate=config.clip.sample_rate,
+                                        num_bins=config.num_bins, clip=config.clip.to_dict()),
         # Examples stay in generation order: readers shuffle (grain samplers do), and
         # skipping TFDS's hash-and-rewrite pass makes builds faster.
         disable_shuffling=True,
@@ -111,12 +112,12 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
   def _split_generators(self, dl_manager):
     config = self.builder_config
     corpus = C.read_corpus(dl_manager.manual_dir) if config.mix.real else None
-    plan = sources.plan(config.mix, R.DexedRenderer(config.render), corpus)
+    plan = sources.plan(config.mix, R.DexedRenderer(config.clip), corpus)
     return {name: self._generate_examples(planned)
             for name, planned in plan.items() if len(planned)}
 
   def _generate_examples(self, planned: sources.Planned):
-    job = ChunkJob(self.builder_config, planned, R.DexedRenderer(self.builder_config.render))
+    job = ChunkJob(self.builder_config, planned, R.DexedRenderer(self.builder_config.clip))
     starts = range(0, len(planned), CHUNK)
     if getattr(self, "_use_beam", False):
       beam = tfds.core.lazy_imports.apache_beam
@@ -145,21 +146,18 @@ class ChunkJob:
     space = ParameterSpace(config.num_bins)
     voices = planned.voices[index]
     gradient_weights = W.gradient_weights(space, voices, audio, renderer, config.weights,
-                                          seed=config.mix.seed + start, spec=_spec(config.render))
+                                          seed=config.mix.seed + start,
+                                          spec=FeatureSpec(clip=config.clip))
     labels = space.encode(voices)
     for j, i in enumerate(index):
       yield int(i), {  # integer keys: examples are written in key order
           "audio_pcm": pcm[j], "audio_scales": scales[j], "labels": labels[j], "voice": voices[j],
           "gradient_weights": gradient_weights[j],
-          "algorithm": int(voices[j, P.ALGORITHM_BYTE]) + 1,
-          "voice_name": P.voice_name(voices[j]), "source_file": planned.source_file[i],
+          "algorithm": int(params.algorithm_of(voices[j])),
+          "voice_name": params.voice_name(voices[j]), "source_file": planned.source_file[i],
           "theme": planned.theme[i], "group": int(planned.group[i]),
           "source": sources.SOURCES[planned.source[i]],
       }
-
-
-def _spec(render: R.RenderSettings) -> FeatureSpec:
-  return FeatureSpec(sample_rate=render.sample_rate, num_samples=render.num_samples)
 
 
 def _render_and_encode(renderer: R.Renderer, voice: np.ndarray):

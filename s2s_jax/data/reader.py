@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import grain
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+
+from s2s_jax.audio.clip import ClipSpec
 
 # What the training step needs of an example (text metadata stays on disk).
 TRAINING_KEYS = ("audio_pcm", "audio_scales", "labels", "gradient_weights", "algorithm")
@@ -22,6 +25,14 @@ def data_source(dataset_dir: str | os.PathLike, split: str):
   """
   path = os.path.expanduser(os.fspath(dataset_dir))
   return tfds.builder_from_directory(path).as_data_source(split=split)
+
+
+def dataset_clip(dataset_dir: str | os.PathLike) -> ClipSpec:
+  """The clip a built dataset's examples are rendered to, from its `metadata.json` (the
+  paper's clip for a dataset built before the clip was recorded)."""
+  path = os.path.join(os.path.expanduser(os.fspath(dataset_dir)), "metadata.json")
+  with open(path) as f:
+    return ClipSpec.from_dict(json.load(f).get("clip"))
 
 
 def local_batch_size(global_batch_size: int, process_count: int | None = None) -> int:

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.data import sources
 from s2s_jax.data import weights as W
-from s2s_jax.synth import params as P
-from s2s_jax.synth import render as R
+from s2s_jax.synth import params
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetRecipe:
-  """A dataset config: sources, render settings, label space and loss weights."""
+  """A dataset config: sources, the clip each voice is rendered to, labels and loss weights."""
 
   name: str
   description: str
   mix: sources.SourceMix = sources.SourceMix()
-  render: R.RenderSettings = R.RenderSettings()
+  clip: ClipSpec = ClipSpec()
   num_bins: int = 64
   weights: W.WeightSettings = W.WeightSettings()
 
@@ -40,7 +40,7 @@ RECIPES = (
         description="60 random-walk presets of algorithm 5, no user data: tests and demos.",
         mix=sources.SourceMix(algorithm=5, real=False, random_presets=60, walk_length=3),
         weights=W.WeightSettings(mode="sampled", num_sampled=8)),
-    *(_t6(a) for a in range(1, P.NUM_ALGORITHMS + 1)),
+    *(_t6(a) for a in range(1, params.NUM_ALGORITHMS + 1)),
     DatasetRecipe(
         name="all", description="Every real preset of every algorithm (algorithm as a feature).",
         mix=sources.SourceMix(algorithm=None)),

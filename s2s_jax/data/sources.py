@@ -15,9 +15,9 @@ import numpy as np
 
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
-from s2s_jax.synth import splits as S
+from s2s_jax.synth import splits
 
 SOURCES = ("real", "augmented", "random")
 
@@ -49,12 +49,8 @@ class SourceMix:
   seed: int = 20001101
 
   def __post_init__(self):
-    if self.algorithm is not None and not 1 <= self.algorithm <= P.NUM_ALGORITHMS:
+    if self.algorithm is not None and not 1 <= self.algorithm <= params.NUM_ALGORITHMS:
       raise ValueError(f"algorithm must be 1..32 or None, got {self.algorithm}")
-
-  @property
-  def algorithm_index(self) -> int | None:
-    return None if self.algorithm is None else self.algorithm - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,17 +76,17 @@ def plan(mix: SourceMix, renderer: R.Renderer, corpus: C.Corpus | None) -> dict[
   if mix.real and corpus is None:
     raise ValueError("this dataset config needs real presets: pass a preset folder as the "
                      "manual directory (--manual_dir)")
-  parts = {name: [] for name in S.SPLITS}
+  parts = {name: [] for name in splits.SPLITS}
   next_group = 0
   if mix.real:
-    groups = S.near_duplicate_groups(corpus.voices, mix.max_differences)
-    split = S.assign_splits(corpus.voices, groups, mix.seed, mix.fractions)
+    groups = splits.near_duplicate_groups(corpus.voices, mix.max_differences)
+    split = splits.assign_splits(corpus.voices, groups, mix.seed, mix.fractions)
     keep = np.ones(len(corpus.voices), bool) if mix.algorithm is None else (
-        corpus.algorithms == mix.algorithm_index)
+        corpus.algorithms == mix.algorithm)
     first_file = [corpus.files[f] for f in corpus.slot_file[corpus.first_slot]]
-    for s, name in enumerate(S.SPLITS):
+    for s, name in enumerate(splits.SPLITS):
       index = np.nonzero(keep & (split == s))[0]
-      real = Planned(P.clamp_voice(corpus.voices[index]), np.zeros(len(index), np.int8),
+      real = Planned(params.clamp_voice(corpus.voices[index]), np.zeros(len(index), np.int8),
                      groups[index], tuple(first_file[i] for i in index),
                      tuple(corpus.themes[i] for i in index))
       parts[name].append(real)
@@ -99,11 +95,11 @@ def plan(mix: SourceMix, renderer: R.Renderer, corpus: C.Corpus | None) -> dict[
     next_group = int(groups.max(initial=-1)) + 1
   if mix.random_presets:
     voices = generate.random_walk(renderer, mix.random_presets, mix.seed,
-                                  algorithm=mix.algorithm_index, walk_length=mix.walk_length)
-    groups = S.near_duplicate_groups(voices, mix.max_differences)
+                                  algorithm=mix.algorithm, walk_length=mix.walk_length)
+    groups = splits.near_duplicate_groups(voices, mix.max_differences)
     fractions = _renormalised(mix.fractions, without_test=mix.real)
-    split = S.assign_splits(voices, groups, mix.seed, fractions)
-    for s, name in enumerate(S.SPLITS):
+    split = splits.assign_splits(voices, groups, mix.seed, fractions)
+    for s, name in enumerate(splits.SPLITS):
       index = np.nonzero(split == s)[0]
       parts[name].append(Planned(voices[index], np.full(len(index), 2, np.int8),
                                  groups[index] + next_group, ("",) * len(index),
@@ -129,7 +125,7 @@ def _renormalised(fractions, without_test: bool) -> tuple[float, float, float]:
 
 def _concatenate(parts: list[Planned]) -> Planned:
   if not parts:
-    return Planned(np.zeros((0, P.VOICE_BYTES), np.uint8), np.zeros(0, np.int8),
+    return Planned(np.zeros((0, params.VOICE_BYTES), np.uint8), np.zeros(0, np.int8),
                    np.zeros(0, np.int64), (), ())
   return Planned(np.concatenate([p.voices for p in parts]),
                  np.concatenate([p.source for p in parts]),

@@ -102,23 +102,14 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
     moved, change = zip(*(neighbour_voices(space, voices[i], probed[i]) for i in group))
     moved_audio = R.render_batch(renderer, np.concatenate(moved))  # one batch: all cores busy
     example = np.repeat(np.arange(len(group)), [len(m) for m in moved])
-    reference = _mfcc(audio[start:group.stop], settings.n_mfcc, spec)
-    distance = np.asarray(mfccd.mfcc_distance(reference[example],
-                                              _mfcc(moved_audio, settings.n_mfcc, spec)))
+    reference, moved_mfcc = (mfccd.mfcc_batched(clips, n_mfcc=settings.n_mfcc, spec=spec,
+                                                batch_size=_MFCC_BATCH)
+                             for clips in (audio[start:group.stop], moved_audio))
+    distance = np.asarray(mfccd.mfcc_distance(reference[example], moved_mfcc))
     for j, i in enumerate(group):
       weights[i, probed[i]] = _normalise(distance[example == j] / np.square(change[j]),
                                          settings.max_weight)
   return weights
-
-
-def _mfcc(audio: np.ndarray, n_mfcc: int, spec: FeatureSpec) -> np.ndarray:
-  """MFCC `[n, time, n_mfcc]` of audio `[n, samples]`, in fixed-size batches.
-
-  A fixed batch (zero-padded at the end) bounds the STFT's memory and compiles once.
-  """
-  padded = np.pad(audio, ((0, -len(audio) % _MFCC_BATCH), (0, 0)))
-  return np.concatenate([np.asarray(mfccd.mfcc(padded[i:i + _MFCC_BATCH], n_mfcc=n_mfcc, spec=spec))
-                         for i in range(0, len(padded), _MFCC_BATCH)])[:len(audio)]
 
 
 def _normalise(ratio: np.ndarray, max_weight: float) -> np.ndarray:

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 # An operator's parameters that set its level at the played note, in the order
@@ -38,7 +39,7 @@ class ClassLayout:
     `LEVEL_PARAMS` (for a global parameter, of OP1's: unused).
   silenceable: [num_params] bool, k belongs to an operator and is not its OUTPUT LEVEL.
   transpose: the index of TRANSPOSE.
-  note: the MIDI note the dataset is rendered at (`RenderSettings.note`).
+  note: the MIDI note the clips are played at (`ClipSpec.note`).
   """
   index: jax.Array
   valid: jax.Array
@@ -52,22 +53,22 @@ class ClassLayout:
   total_classes: int = flax.struct.field(pytree_node=False)
 
   @classmethod
-  def create(cls, space: ParameterSpace, note: int = 60) -> ClassLayout:
+  def create(cls, space: ParameterSpace, clip: ClipSpec = ClipSpec()) -> ClassLayout:
     num_classes = space.num_classes
     classes = np.arange(num_classes.max())
     valid = classes[None, :] < num_classes[:, None]
     index = np.where(valid, space.class_offsets[:-1, None] + classes[None, :], 0)
-    operators = [P.operator_of(p) or 1 for p in space.params]
+    operators = [params.operator_of(p) or 1 for p in space.params]
     level_params = [[space.names.index(f"OP{op} {name}") for name in LEVEL_PARAMS]
                     for op in operators]
-    silenceable = [P.operator_of(p) is not None and not p.name.endswith(" OUTPUT LEVEL")
+    silenceable = [params.operator_of(p) is not None and not p.name.endswith(" OUTPUT LEVEL")
                    for p in space.params]
     return cls(index=jnp.asarray(index, jnp.int32), valid=jnp.asarray(valid),
                num_classes=jnp.asarray(num_classes, jnp.int32),
                is_continuous=jnp.asarray(space.is_continuous),
                level_params=jnp.asarray(level_params, jnp.int32),
                silenceable=jnp.asarray(silenceable), transpose=space.names.index("TRANSPOSE"),
-               note=note, num_bins=space.num_bins, total_classes=space.total_classes)
+               note=clip.note, num_bins=space.num_bins, total_classes=space.total_classes)
 
 
 def padded_logits(logits: jax.Array, layout: ClassLayout) -> jax.Array:

@@ -9,7 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from s2s_jax.audio import storage
+from s2s_jax.audio.clip import check_same_clip
 from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.infer.workdir import ModelError, TrainedModel
@@ -18,7 +21,7 @@ from s2s_jax.synth.space import ParameterSpace
 
 
 def network_probabilities(network, layout: logits_lib.ClassLayout, variables: dict,
-                        inputs: dict) -> jax.Array:
+                          inputs: dict) -> jax.Array:
   """One network's per-parameter softmax: inputs for n clips -> `[n, total_classes]`."""
   return logits_lib.class_probabilities(network.apply(variables, inputs, train=False), layout)
 
@@ -38,9 +41,15 @@ class Predictor:
     if len(bins) > 1:
       raise ModelError(f"models disagree on num_bins ({sorted(bins)}): their class spaces differ")
     self.models = tuple(models)
+    self.clip = models[0].clip
+    for m in models[1:]:
+      try:
+        check_same_clip(m.clip, f"model {m.workdir}", self.clip, f"model {models[0].workdir}'s")
+      except ValueError as e:
+        raise ModelError(str(e)) from None
     self.space = ParameterSpace(bins.pop())
-    self.layout = logits_lib.ClassLayout.create(self.space)
-    self._banks = FeatureBanks.create()
+    self.layout = logits_lib.ClassLayout.create(self.space, self.clip)
+    self._banks = FeatureBanks.create(FeatureSpec(clip=self.clip))
     self._inputs = jax.jit(model_inputs)
     self._apply = {}  # architecture -> jitted network_probabilities of that network
     for m in self.models:
@@ -50,11 +59,15 @@ class Predictor:
             functools.partial(network_probabilities, network, self.layout))
 
   def inputs(self, audio: np.ndarray) -> dict:
-    """What the networks read, for clips `[n, samples]` at the render rate."""
-    return self._inputs(self._banks, jnp.asarray(audio, jnp.float32))
+    """What the networks read, for clips `[n, samples]` as `self.clip` describes.
+
+    The clips first take the dataset's 16-bit storage round trip (`storage.as_stored`), so the
+    networks read the samples training read.
+    """
+    return self._inputs(self._banks, jnp.asarray(storage.as_stored(audio), jnp.float32))
 
   def probabilities(self, audio: np.ndarray) -> np.ndarray:
-    """Clips `[n, samples]` at the render rate -> `[num_models, n, total_classes]` float32."""
+    """Clips `[n, samples]` (`self.clip`) -> `[num_models, n, total_classes]` float32."""
     inputs = self.inputs(audio)
     return np.asarray(jnp.stack([self._apply[m.architecture](m.variables, inputs)
                                  for m in self.models]))

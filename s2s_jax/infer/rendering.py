@@ -12,5 +12,5 @@ def render_classes(space: ParameterSpace, classes: np.ndarray, algorithm: np.nda
                    renderer: R.Renderer) -> np.ndarray:
   """Class vectors `[n, num_params]` played with their 1-based algorithms `[n]` (or one for
   all) -> audio `[n, samples]`."""
-  voices = space.decode(classes, np.asarray(algorithm) - 1)
+  voices = space.decode(classes, algorithm)
   return R.render_batch(renderer, voices)

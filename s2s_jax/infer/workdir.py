@@ -1,7 +1,9 @@
 """A trained model loaded from its training workdir: settings, variables, algorithm.
 
 A training workdir is a model: `config.json` (written when training starts) rebuilds the
-network, `best/` holds the variables of the best validation loss. The DX7 algorithm a model
+network and records the clip it reads (`audio.clip.ClipSpec`; the paper's clip when absent, as
+in workdirs written before it was recorded), `best/` holds the variables of the best validation
+loss. The DX7 algorithm a model
 predicts for is its dataset config's (`alg13` -> 13, `tiny` -> 5); a model trained on every
 algorithm (`all`) is tried with each algorithm the user allows.
 """
@@ -13,12 +15,15 @@ import functools
 import json
 import pathlib
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.data import recipes
 from s2s_jax.infer.inputs import model_inputs
 from s2s_jax.models import sound2synth
@@ -38,12 +43,14 @@ class TrainedModel:
   Attributes:
     workdir: the training workdir it was loaded from.
     config: the training settings (`configs/t6.py` and overrides).
+    clip: the clips it was trained on, so the clips it reads.
     algorithm: 1-based DX7 algorithm of its training voices, or None for any.
     variables: "params" and "batch_stats" of the best validation loss.
     step: the training step those variables come from.
   """
   workdir: pathlib.Path
   config: ml_collections.ConfigDict
+  clip: ClipSpec
   algorithm: int | None
   variables: dict
   step: int
@@ -63,6 +70,12 @@ def model_algorithm(config: ml_collections.ConfigDict) -> int | None:
   return recipes.recipe(config.dataset_config).mix.algorithm
 
 
+def write_config(workdir: epath.Path, config: ml_collections.ConfigDict, clip: ClipSpec) -> None:
+  """Writes `workdir/config.json`: the settings and, under "clip", the clip trained on."""
+  settings = json.loads(config.to_json()) | {"clip": clip.to_dict()}
+  (workdir / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def load_model(workdir: str | pathlib.Path) -> TrainedModel:
   """The best variables of a training workdir; ModelError if it is not a usable model."""
   workdir = pathlib.Path(workdir).expanduser()
@@ -73,7 +86,9 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     raise ModelError(f"model {workdir}: no {CONFIG_FILE}; a model is the --workdir of a "
                      "training run (python -m s2s_jax.main)")
   try:
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    settings = json.loads(config_path.read_text())
+    clip = ClipSpec.from_dict(settings.pop("clip", None))
+    config = ml_collections.ConfigDict(settings)
     network = sound2synth.create_model(config, ParameterSpace(config.num_bins))
     algorithm = model_algorithm(config)
   except (ValueError, KeyError, AttributeError, TypeError) as e:
@@ -85,7 +100,7 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     raise ModelError(f"model {workdir}: no checkpoint in {best}; training saves one at its "
                      "first validation")
   step = max(steps)
-  abstract = _abstract_variables(network)
+  abstract = _abstract_variables(network, clip)
   with ocp.CheckpointManager(best.absolute(), options=ocp.CheckpointManagerOptions(
       create=False, read_only=True)) as manager:
     try:
@@ -94,22 +109,22 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     except (ValueError, KeyError, FileNotFoundError) as e:
       raise ModelError(f"model {workdir}: the checkpoint {best / str(step)} does not fit the "
                        f"network of {config_path.name} ({e})") from None
-  return TrainedModel(workdir=workdir, config=config, algorithm=algorithm,
+  return TrainedModel(workdir=workdir, config=config, clip=clip, algorithm=algorithm,
                       variables=restored.variables, step=step)
 
 
-def _abstract_variables(network) -> dict:
+def _abstract_variables(network, clip: ClipSpec) -> dict:
   """Shapes, dtypes and (single-device) shardings of the network's variables."""
   shapes = jax.eval_shape(functools.partial(network.init, train=False), jax.random.key(0),
-                          _abstract_inputs())
+                          _abstract_inputs(clip))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       shapes)
 
 
 @functools.cache
-def _abstract_inputs() -> dict:
+def _abstract_inputs(clip: ClipSpec) -> dict:
   """Shapes of the network's inputs for one clip (tracing the featuriser takes a second)."""
-  banks = FeatureBanks.create()
+  banks = FeatureBanks.create(FeatureSpec(clip=clip))
   audio = jax.ShapeDtypeStruct((1, banks.spec.num_samples), jnp.float32)
   return jax.eval_shape(model_inputs, banks, audio)

@@ -9,6 +9,7 @@ and checked before any model loads, so a bad file stops the run before anything 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import time
 
 import jax
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import library
@@ -24,7 +26,8 @@ from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
-from s2s_jax.synth import sysex
+from s2s_jax.util import files
+from s2s_jax.util.arguments import bounded
 
 
 def parse_algorithms(text: str) -> tuple[int, ...]:
@@ -82,20 +85,20 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  settings = R.RenderSettings(velocity=args.velocity)
-  renderer = (R.DawDreamerRenderer(args.vst3, settings) if args.vst3
-              else R.DexedRenderer(settings))
-  refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
-            if args.refine_renders else None)
   if not args.model and not args.library:
     raise ValueError("give a --model, a --library of presets, or both")
+  models = [workdir_lib.load_model(w) for w in args.model]
+  clip = dataclasses.replace(models[0].clip if models else ClipSpec(),  # the models' clip
+                             velocity=args.velocity)
+  renderer = R.DawDreamerRenderer(args.vst3, clip) if args.vst3 else R.DexedRenderer(clip)
+  refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
+            if args.refine_renders else None)
   presets = (library.build_library(args.library, renderer, args.library_cache)
              if args.library else None)
   return matcher_lib.Matcher(
-      [workdir_lib.load_model(w) for w in args.model],
-      matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k, refine=refine,
-                                seed=args.seed, library_k=args.library_k, starts=args.starts),
-      renderer, presets)
+      models, matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k,
+                                        refine=refine, seed=args.seed, library_k=args.library_k,
+                                        starts=args.starts), renderer, presets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
       parser.error(f"{names[stem]} and {path} would both write {stem}.*: rename one")
     names[stem] = path
   try:
-    targets = [target_lib.load_target(path) for path in args.audio]
+    targets = [target_lib.load_target(path) for path in args.audio]  # checked before models load
     matcher = create_matcher(args)
+    clip = matcher.renderer.settings
+    if not target_lib.fits(targets[0], clip):  # models of clips other than the paper's
+      targets = [target_lib.load_target(path, clip) for path in args.audio]
   except (target_lib.TargetError, workdir_lib.ModelError, ValueError, OSError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     entry["seconds"] = time.perf_counter() - started
     summary.append(entry)
     print(_line(entry), flush=True)
-  sysex.write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+  files.write_atomic(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
   return 0
 
 
@@ -139,21 +145,6 @@ def _line(entry: dict) -> str:
       f" (selected {entry['network']['mfccd13']:.2f})")
   return (f"{entry['name']}: algorithm {entry['algorithm']}, MFCCD-13 {scores['mfccd13']:.2f}"
           f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
-
-
-def bounded(kind, low, high=None):
-  """argparse type: a `kind` in [low, high] (no upper bound if `high` is None)."""
-  def parse(text: str):
-    try:
-      value = kind(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-    if value < low or (high is not None and value > high):
-      raise argparse.ArgumentTypeError(
-          f"must be >= {low}, got {text}" if high is None else
-          f"must be in [{low}, {high}], got {text}")
-    return value
-  return parse
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 
 from s2s_jax.audio import mfccd
 from s2s_jax.synth import corpus as corpus_lib
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth import sysex
 
@@ -53,22 +53,15 @@ def default_cache_dir() -> pathlib.Path:
 
 def voice_keys(voices: np.ndarray) -> np.ndarray:
   """Voices `[n, 155]` -> `[n, 16]` uint8 digests of their played sound bytes (name ignored)."""
-  sounds = P.clamp_voice(voices)[:, :P.NUM_SOUND_BYTES]
+  sounds = params.clamp_voice(voices)[:, :params.NUM_SOUND_BYTES]
   return np.array([np.frombuffer(hashlib.blake2b(s.tobytes(), digest_size=16).digest(),
                                  np.uint8) for s in sounds]).reshape(-1, 16)
 
 
 def summarise(audio: np.ndarray) -> np.ndarray:
   """Clips `[n, samples]` -> MFCC summaries `[n, blocks, 13]` float32."""
-  audio = np.asarray(audio, np.float32)
   batch = 1 if len(audio) == 1 else _MFCC_BATCH  # one clip (a sound to match) is not padded
-  out = []
-  for i in range(0, len(audio), batch):
-    chunk = audio[i:i + batch]
-    padded = np.zeros((batch,) + audio.shape[1:], np.float32)
-    padded[:len(chunk)] = chunk
-    out.append(pool(np.asarray(mfccd.mfcc(padded, n_mfcc=N_MFCC)))[:len(chunk)])
-  return np.concatenate(out) if out else np.zeros((0, 0, N_MFCC), np.float32)
+  return pool(mfccd.mfcc_batched(audio, n_mfcc=N_MFCC, batch_size=batch))
 
 
 def pool(mfcc: np.ndarray, frames: int = POOL_FRAMES) -> np.ndarray:
@@ -109,7 +102,7 @@ class Library:
   @property
   def algorithms(self) -> np.ndarray:
     """`[n]` 1-based DX7 algorithm of each voice."""
-    return self.voices[:, P.ALGORITHM_BYTE].astype(np.int32) + 1
+    return params.algorithm_of(self.voices)
 
   def nearest(self, audio: np.ndarray, count: int,
               algorithms: Sequence[int] | None = None) -> np.ndarray:
@@ -140,8 +133,8 @@ def read_voices(folders: Sequence[str | os.PathLike]) -> tuple[np.ndarray, tuple
       start = np.searchsorted(corpus.slot_file, file_)
       sources.append(f"{corpus.root / corpus.files[file_]}:{slot - start + 1}")
   if not voices:
-    return np.zeros((0, P.VOICE_BYTES), np.uint8), ()
-  voices = P.clamp_voice(np.stack(voices))
+    return np.zeros((0, params.VOICE_BYTES), np.uint8), ()
+  voices = params.clamp_voice(np.stack(voices))
   _, first = np.unique(voice_keys(voices), axis=0, return_index=True)
   first = np.sort(first)
   return voices[first], tuple(sources[i] for i in first)

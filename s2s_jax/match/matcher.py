@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from s2s_jax.audio.clip import ClipSpec, check_same_clip
+from s2s_jax.infer import rendering
 from s2s_jax.infer import scoring
 from s2s_jax.infer.predictor import Predictor
 from s2s_jax.infer.workdir import ModelError, TrainedModel
@@ -31,10 +33,10 @@ from s2s_jax.match import search
 from s2s_jax.match import value_search
 from s2s_jax.match.library import Library
 from s2s_jax.match.target import Target
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 
-ALL_ALGORITHMS = tuple(range(1, P.NUM_ALGORITHMS + 1))
+ALL_ALGORITHMS = tuple(range(1, params.NUM_ALGORITHMS + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ class MatchSettings:
   search: value_search.SearchSettings = value_search.SearchSettings()
 
   def __post_init__(self):
-    bad = [a for a in self.algorithms if not 1 <= a <= P.NUM_ALGORITHMS]
+    bad = [a for a in self.algorithms if not 1 <= a <= params.NUM_ALGORITHMS]
     if bad or not self.algorithms:
       raise ValueError(f"algorithms must be a non-empty set of 1..32, got {self.algorithms}")
     if min(self.top_k, self.library_k, self.starts) < 1:
@@ -107,9 +109,6 @@ class Matcher:
   def __init__(self, models: Sequence[TrainedModel], settings: MatchSettings = MatchSettings(),
                renderer: R.Renderer | None = None, library: Library | None = None):
     self.settings = settings
-    self.renderer = renderer or R.DexedRenderer()
-    if self.renderer.settings.sample_rate != R.RenderSettings().sample_rate:
-      raise ValueError("the models read 48 kHz clips: render at 48 kHz")
     if not models and library is None:
       raise ValueError("no source of candidates: give a model, a preset library or both")
     self._pairs = [(i, a) for i, m in enumerate(models)
@@ -123,6 +122,11 @@ class Matcher:
       raise ValueError(f"the preset library holds no voice of the allowed algorithms "
                        f"{list(settings.algorithms)}")
     self.predictor = Predictor(models) if models else None
+    self.renderer = renderer or R.DexedRenderer(
+        self.predictor.clip if self.predictor else ClipSpec())
+    if self.predictor:
+      check_same_clip(self.predictor.clip, f"model {models[0].workdir}",
+                      self.renderer.settings, "the renderer's")
     self.library = library
     self.space = value_search.VALUE_SPACE
 
@@ -155,7 +159,7 @@ class Matcher:
       refined = self._final_scores(target, voice, algorithm)
       winner = _start_of(result.classes, algorithm, values[order], algorithms[order])
     return Match(
-        name=target.name, voice=self.space.decode(voice, algorithm - 1, name=target.name),
+        name=target.name, voice=self.space.decode(voice, algorithm, name=target.name),
         algorithm=int(algorithm), model=sources[order[winner]], network=network,
         refined=refined, retuning=retunings[winner], candidates=len(values),
         refine_renders=refine_renders, seconds=time.perf_counter() - started)
@@ -171,7 +175,7 @@ class Matcher:
       for model, algorithm in self._pairs:
         found = candidates_lib.top_k_classes(probabilities[model], network_space,
                                              self.settings.top_k)
-        values.extend(self.space.encode(network_space.decode(found, algorithm - 1)))
+        values.extend(self.space.encode(network_space.decode(found, algorithm)))
         sources += [str(self.predictor.models[model].workdir)] * len(found)
         algorithms += [algorithm] * len(found)
         proposals += [guides[model]] * len(found)
@@ -189,13 +193,13 @@ class Matcher:
     return search.Objective(target.audio, self.space, algorithm, self.renderer)
 
   def _render(self, values: np.ndarray, algorithm: int) -> np.ndarray:
-    return self.renderer.render(self.space.decode(values, algorithm - 1))
+    return rendering.render_classes(self.space, values[None], algorithm, self.renderer)[0]
 
   def _final_scores(self, target: Target, values: np.ndarray, algorithm: int
                     ) -> dict[str, float]:
     audio = self._render(values, algorithm)
-    return {k: float(v[0]) for k, v in scoring.mfccd_scores(audio[None],
-                                                              target.audio[None]).items()}
+    scores = scoring.mfccd_scores(audio[None], target.audio[None], self.renderer.settings)
+    return {name: float(value[0]) for name, value in scores.items()}
 
 
 def _start_of(values: np.ndarray, algorithm: int, starts: np.ndarray,

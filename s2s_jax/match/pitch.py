@@ -13,7 +13,7 @@ import dataclasses
 import librosa
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 ANALYSIS_RATE = 8_000  # Hz: enough for fundamentals up to FMAX
@@ -25,7 +25,7 @@ FMIN, FMAX = 30.0, 2000.0  # Hz searched: B0 to B6
 MIN_VOICED_PROBABILITY = 0.5
 MIN_VOICED_FRACTION = 0.3
 _RESOLUTION = 0.25  # semitones between pYIN's pitch states: 7x faster than 0.1, ample to round
-_TRANSPOSE = P.PARAM_BY_NAME["TRANSPOSE"]
+_TRANSPOSE = params.PARAM_BY_NAME["TRANSPOSE"]
 
 
 @dataclasses.dataclass(frozen=True)

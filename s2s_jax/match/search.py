@@ -20,8 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from s2s_jax.audio import mfccd
+from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.infer import rendering
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth.space import ParameterSpace
 
@@ -91,8 +93,8 @@ class Objective:
     target = np.asarray(target, np.float32)
     if target.ndim != 1:
       raise ValueError(f"target must be one clip [samples], got shape {target.shape}")
-    if not 1 <= algorithm <= P.NUM_ALGORITHMS:
-      raise ValueError(f"algorithm must be 1..{P.NUM_ALGORITHMS} (1-based), got {algorithm}")
+    if not 1 <= algorithm <= params.NUM_ALGORITHMS:
+      raise ValueError(f"algorithm must be 1..{params.NUM_ALGORITHMS} (1-based), got {algorithm}")
     if batch_size < 1 or n_mfcc < 1:
       raise ValueError(f"batch_size and n_mfcc must be >= 1, got {batch_size}, {n_mfcc}")
     self.space = space
@@ -100,7 +102,8 @@ class Objective:
     self.renderer = renderer
     self.n_mfcc = n_mfcc
     self.batch_size = batch_size
-    self.target_mfcc = mfccd.mfcc(target[None], n_mfcc=n_mfcc)
+    self.spec = FeatureSpec(clip=renderer.settings)
+    self.target_mfcc = mfccd.mfcc(target[None], n_mfcc=n_mfcc, spec=self.spec)
     self.renders = 0
 
   def __call__(self, classes: np.ndarray, algorithms: np.ndarray | None = None) -> np.ndarray:
@@ -112,16 +115,11 @@ class Objective:
     if classes.ndim != 2:
       raise ValueError(f"expected candidates [n, num_params], got shape {classes.shape}")
     algorithms = self.algorithm if algorithms is None else np.asarray(algorithms)
-    audio = render.render_batch(self.renderer, self.space.decode(classes, algorithms - 1))
+    audio = rendering.render_classes(self.space, classes, algorithms, self.renderer)
     self.renders += len(classes)
-    scores = []
-    for i in range(0, len(audio), self.batch_size):
-      chunk = audio[i:i + self.batch_size]
-      padded = np.zeros((self.batch_size, audio.shape[1]), np.float32)
-      padded[:len(chunk)] = chunk
-      distance = mfccd.mfcc_distance(mfccd.mfcc(padded, n_mfcc=self.n_mfcc), self.target_mfcc)
-      scores.append(np.asarray(distance, np.float64)[:len(chunk)])
-    return np.concatenate(scores) if scores else np.zeros((0,))
+    candidates = mfccd.mfcc_batched(audio, n_mfcc=self.n_mfcc, spec=self.spec,
+                                    batch_size=self.batch_size)
+    return np.asarray(mfccd.mfcc_distance(candidates, self.target_mfcc), np.float64)
 
 
 def uniform_proposal(space: ParameterSpace) -> np.ndarray:
@@ -282,7 +280,7 @@ def _neighbour(rng: np.random.Generator, classes: np.ndarray, proposal: np.ndarr
 def _prior_classes(rng: np.random.Generator, space: ParameterSpace, algorithm: int,
                    count: int) -> np.ndarray:
   """`[count, num_params]` classes of prior voices of the 1-based `algorithm`."""
-  return space.encode(np.stack([generate.sample_voice(rng, algorithm=algorithm - 1)
+  return space.encode(np.stack([generate.sample_voice(rng, algorithm=algorithm)
                                 for _ in range(count)]))
 
 

@@ -15,8 +15,8 @@ import pathlib
 import numpy as np
 
 from s2s_jax.audio import io
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.match import pitch as pitch_lib
-from s2s_jax.synth.render import RenderSettings
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than this everywhere is silence
 TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed...
@@ -35,16 +35,18 @@ class Target:
   Attributes:
     name: what outputs are called (the file name's stem).
     audio: `[settings.num_samples]` float32 mono at the render rate, trimmed and fitted.
+    sample_rate: the render rate.
     seconds: the trimmed sound's own length.
     pitch: its fundamental.
   """
   name: str
   audio: np.ndarray
+  sample_rate: int
   seconds: float
   pitch: pitch_lib.Pitch
 
 
-def load_target(path: str | os.PathLike, settings: RenderSettings = RenderSettings(),
+def load_target(path: str | os.PathLike, settings: ClipSpec = ClipSpec(),
                 name: str | None = None, source: str | None = None) -> Target:
   """Reads and prepares one sound file; TargetError if it cannot be matched.
 
@@ -58,7 +60,7 @@ def load_target(path: str | os.PathLike, settings: RenderSettings = RenderSettin
   return prepare_target(audio, settings, name or pathlib.Path(path).stem, source=source)
 
 
-def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
+def prepare_target(audio: np.ndarray, settings: ClipSpec, name: str,
                    source: str) -> Target:
   """Mono audio `[samples]` at the render rate -> Target; errors name `source`."""
   audio = np.asarray(audio, np.float32)
@@ -79,8 +81,13 @@ def prepare_target(audio: np.ndarray, settings: RenderSettings, name: str,
                       f"(at least {MIN_SECONDS} s needed)")
   fitted = np.zeros(settings.num_samples, np.float32)
   fitted[:min(len(audio), settings.num_samples)] = audio[:settings.num_samples]
-  return Target(name=name, audio=fitted, seconds=seconds,
+  return Target(name=name, audio=fitted, sample_rate=settings.sample_rate, seconds=seconds,
                 pitch=pitch_lib.estimate_pitch(audio, settings.sample_rate))
+
+
+def fits(target: Target, settings: ClipSpec) -> bool:
+  """Was `target` prepared for clips of `settings`' rate and length?"""
+  return (target.sample_rate, len(target.audio)) == (settings.sample_rate, settings.num_samples)
 
 
 def _dbfs(level: float) -> str:

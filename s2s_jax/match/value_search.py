@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from s2s_jax.match import search
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
 
 VALUE_SPACE = ParameterSpace(num_bins=100)  # one class per DX7 value: classes are values

@@ -10,13 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax.models.layers import GroupedDense, leaky_relu
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth.space import ParameterSpace
+
+# The reference's head: FC(2048 -> 153*64), then two "GroupFC" layers that are dense in
+# practice (9792 -> 9792, 9792 -> 6645), all with biases.
+REFERENCE_HEAD_PARAMS = (2048 + 1) * 9792 + (9792 + 1) * 9792 + (9792 + 1) * 6645
 
 
 def parameter_groups(space: ParameterSpace) -> tuple[int, ...]:
   """Head group of each learnable parameter: operator k -> k - 1, global parameters -> 6."""
-  return tuple(P.NUM_OPERATORS if P.operator_of(p) is None else P.operator_of(p) - 1
+  return tuple(params.NUM_OPERATORS if params.operator_of(p) is None else params.operator_of(p) - 1
                for p in space.params)
 
 

@@ -7,6 +7,7 @@ grouped head. Single-branch models are the ablations.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -89,6 +90,11 @@ def create_model(config: ml_collections.ConfigDict, space: ParameterSpace) -> So
       global_width=model.global_width,
       head=_as_attributes(model.head),
       dtype=dtype)
+
+
+def count_parameters(tree) -> int:
+  """Numbers in a pytree of arrays (or of shapes from `jax.eval_shape`)."""
+  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
 def _as_attributes(settings) -> dict[str, Any]:

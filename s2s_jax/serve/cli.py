@@ -16,7 +16,8 @@ import uvicorn
 from s2s_jax.match import cli as match_cli
 from s2s_jax.match import target as target_lib
 from s2s_jax.serve import app as app_lib
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
+from s2s_jax.util.arguments import bounded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
       "sounds: the Sound2Synth plug-in's protocol, a JSON API and a web page.")
   parser.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
-  parser.add_argument("--port", type=match_cli.bounded(int, 0, 65535), default=1234,
+  parser.add_argument("--port", type=bounded(int, 0, 65535), default=1234,
                       help="TCP port; 0 picks a free one (default 1234)")
-  parser.add_argument("--max-upload-mb", type=match_cli.bounded(float, 0.01), default=20.0,
+  parser.add_argument("--max-upload-mb", type=bounded(float, 0.01), default=20.0,
                       metavar="MB", help="largest accepted upload in MiB (default 20)")
-  parser.add_argument("--max-pending", type=match_cli.bounded(int, 1), default=4, metavar="N",
+  parser.add_argument("--max-pending", type=bounded(int, 1), default=4, metavar="N",
                       help="requests matched or waiting at once; more get 503 (default 4)")
   match_cli.add_match_arguments(parser)
   args = parser.parse_args(argv)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _warm_up(matcher) -> None:
   """One match of the INIT VOICE, so the first request does not wait for compilation."""
-  audio = matcher.renderer.render(P.INIT_VOICE)
+  audio = matcher.renderer.render(params.INIT_VOICE)
   matcher.match(target_lib.prepare_target(audio, matcher.renderer.settings, "warm-up",
                                           "warm-up"))
 

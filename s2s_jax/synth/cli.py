@@ -7,7 +7,7 @@ import json
 import sys
 
 from s2s_jax.synth import corpus as C
-from s2s_jax.synth import summary as S
+from s2s_jax.synth import summary as summary_lib
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
   except NotADirectoryError as e:
     print(f"s2s-presets: {e}", file=sys.stderr)
     sys.exit(2)
-  summary = S.summarize(corpus, args.max_differences, args.seed, args.fractions)
-  print(json.dumps(summary, indent=2) if args.json else S.format_summary(summary))
+  summary = summary_lib.summarize(corpus, args.max_differences, args.seed, args.fractions)
+  print(json.dumps(summary, indent=2) if args.json else summary_lib.format_summary(summary))
 
 
 if __name__ == "__main__":

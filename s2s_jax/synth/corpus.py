@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 
 
@@ -67,20 +67,10 @@ class Corpus:
     file_themes = [str(pathlib.PurePosixPath(f).parent) for f in self.files]
     return tuple(file_themes[i] for i in self.slot_file[self.first_slot])
 
-  def sources(self, voice: int) -> list[tuple[str, int]]:
-    """Every (file, slot within file) holding distinct voice `voice`."""
-    slots = np.nonzero(self.slot_voice == voice)[0]
-    starts = np.searchsorted(self.slot_file, self.slot_file[slots])
-    return [(self.files[self.slot_file[s]], int(s - start)) for s, start in zip(slots, starts)]
-
   @property
   def algorithms(self) -> np.ndarray:
-    """`[num_voices]` 0-based DX7 algorithm of each distinct voice."""
-    return self.voices[:, P.ALGORITHM_BYTE].astype(np.int32)
-
-  def algorithm_subset(self, algorithm: int) -> np.ndarray:
-    """Indices of the distinct voices using 0-based `algorithm`."""
-    return np.nonzero(self.algorithms == algorithm)[0]
+    """`[num_voices]` 1-based DX7 algorithm of each distinct voice."""
+    return params.algorithm_of(self.voices)
 
 
 def find_syx_files(root: pathlib.Path) -> list[pathlib.Path]:
@@ -106,9 +96,9 @@ def read_corpus(root: str | os.PathLike) -> Corpus:
       rejected.append(Rejection(relative, e.reason, str(e)))
       continue
     files.append(relative)
-  slots = np.concatenate(blocks) if blocks else np.zeros((0, P.VOICE_BYTES), np.uint8)
+  slots = np.concatenate(blocks) if blocks else np.zeros((0, params.VOICE_BYTES), np.uint8)
   slot_file = np.repeat(np.arange(len(blocks), dtype=np.int32), [len(b) for b in blocks])
-  _, first, slot_voice = np.unique(slots[:, :P.NUM_SOUND_BYTES], axis=0, return_index=True,
+  _, first, slot_voice = np.unique(slots[:, :params.NUM_SOUND_BYTES], axis=0, return_index=True,
                                    return_inverse=True)
   order = np.argsort(first)  # distinct voices in order of first appearance
   rank = np.empty_like(order)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dexed
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 
 # Per parameter (its name without the "OPk " prefix): a mixture of uniform
@@ -56,22 +56,22 @@ _PRIOR: dict[str, tuple[tuple[float, int, int], ...]] = {
 }
 
 # The parameters a generator may change: every DX7 sound parameter but ALGORITHM.
-MUTABLE_PARAMS = tuple(p for p in P.VOICE_PARAMS if p.kind is not P.Kind.ALGORITHM)
+MUTABLE_PARAMS = tuple(p for p in params.VOICE_PARAMS if p.kind is not params.Kind.ALGORITHM)
 
 
-def _prior_key(param: P.DexedParam, algorithm: int) -> str:
-  op = P.operator_of(param)
+def _prior_key(param: params.DexedParam, algorithm: int) -> str:
+  op = params.operator_of(param)
   if op is None:
     return param.name
   short = param.name.split(" ", 1)[1]
-  if short == "OUTPUT LEVEL":
-    role = "carrier" if op - 1 in dexed.get_carriers(algorithm) else "modulator"
+  if short == "OUTPUT LEVEL":  # dexed-py numbers algorithms and operators from 0
+    role = "carrier" if op - 1 in dexed.get_carriers(algorithm - 1) else "modulator"
     return f"{short} ({role})"
   return short
 
 
-def sample_value(rng: np.random.Generator, param: P.DexedParam, algorithm: int) -> int:
-  """Draws a DX7 value of `param` from the prior (carriers depend on `algorithm`)."""
+def sample_value(rng: np.random.Generator, param: params.DexedParam, algorithm: int) -> int:
+  """Draws a DX7 value of `param` from the prior (carriers depend on the 1-based `algorithm`)."""
   mixture = _PRIOR[_prior_key(param, algorithm)]
   weights = np.array([w for w, _, _ in mixture])
   _, low, high = mixture[rng.choice(len(mixture), p=weights / weights.sum())]
@@ -80,11 +80,12 @@ def sample_value(rng: np.random.Generator, param: P.DexedParam, algorithm: int) 
 
 def sample_voice(rng: np.random.Generator, algorithm: int | None = None,
                  name: str = "RANDOM") -> np.ndarray:
-  """A voice `[155]` with every parameter drawn from the prior."""
-  voice = P.with_name(P.INIT_VOICE, name)
+  """A voice `[155]` with every parameter drawn from the prior, of the 1-based `algorithm`
+  (drawn too when None)."""
+  voice = params.with_name(params.INIT_VOICE, name)
   if algorithm is None:
-    algorithm = sample_value(rng, P.PARAM_BY_NAME["ALGORITHM"], 0)
-  voice[P.ALGORITHM_BYTE] = algorithm
+    algorithm = sample_value(rng, params.PARAM_BY_NAME["ALGORITHM"], 1) + 1  # the byte's value + 1
+  params.set_algorithm(voice, algorithm)
   for param in MUTABLE_PARAMS:
     voice[param.voice_byte] = sample_value(rng, param, algorithm)
   return voice
@@ -92,8 +93,8 @@ def sample_voice(rng: np.random.Generator, algorithm: int | None = None,
 
 def mutate(voice: np.ndarray, rng: np.random.Generator, num_changes: int) -> np.ndarray:
   """A copy of `voice` [155] with `num_changes` distinct parameters redrawn to new values."""
-  voice = P.clamp_voice(voice)
-  algorithm = int(voice[P.ALGORITHM_BYTE])
+  voice = params.clamp_voice(voice)
+  algorithm = int(params.algorithm_of(voice))
   for i in rng.choice(len(MUTABLE_PARAMS), size=num_changes, replace=False):
     param = MUTABLE_PARAMS[i]
     old = voice[param.voice_byte]
@@ -155,7 +156,7 @@ def random_walk(renderer: R.Renderer, num_presets: int, seed: int,
     renderer: renders candidates for the audibility check.
     num_presets: how many presets to return.
     seed: the presets depend only on the seed and the arguments.
-    algorithm: 0-based DX7 algorithm of every preset, or None for any.
+    algorithm: 1-based DX7 algorithm of every preset, or None for any.
     walk_length: presets per walk before restarting from the prior.
     max_changes: at most this many parameters change per step.
     min_peak: audibility threshold.
@@ -190,4 +191,4 @@ def random_walk(renderer: R.Renderer, num_presets: int, seed: int,
 
 
 def _stack(voices: list[np.ndarray]) -> np.ndarray:
-  return np.stack(voices) if voices else np.zeros((0, P.VOICE_BYTES), np.uint8)
+  return np.stack(voices) if voices else np.zeros((0, params.VOICE_BYTES), np.uint8)

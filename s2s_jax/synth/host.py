@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 
 def to_dexed_json(voice: np.ndarray) -> dict[str, float]:
@@ -20,9 +20,9 @@ def to_dexed_json(voice: np.ndarray) -> dict[str, float]:
 
   This is the flat object the Sound2Synth Dexed plug-in applies by name.
   """
-  voice = P.clamp_voice(voice)
-  return {p.name: p.neutral if p.kind is P.Kind.PLUGIN else p.host_value(int(voice[p.voice_byte]))
-          for p in P.DEXED_PARAMS}
+  voice = params.clamp_voice(voice)
+  return {p.name: p.neutral if p.kind is params.Kind.PLUGIN
+          else p.host_value(int(voice[p.voice_byte])) for p in params.DEXED_PARAMS}
 
 
 def from_dexed_json(values: Mapping[str, object], name: str = "FROM JSON") -> np.ndarray:
@@ -34,14 +34,14 @@ def from_dexed_json(values: Mapping[str, object], name: str = "FROM JSON") -> np
   Raises:
     ValueError: naming the unknown, missing or invalid parameter and its value.
   """
-  unknown = sorted(set(values) - set(P.PARAM_BY_NAME))
+  unknown = sorted(set(values) - set(params.PARAM_BY_NAME))
   if unknown:
     raise ValueError(f"unknown Dexed parameter name(s): {', '.join(map(repr, unknown))}")
-  missing = [p.name for p in P.VOICE_PARAMS if p.name not in values]
+  missing = [p.name for p in params.VOICE_PARAMS if p.name not in values]
   if missing:
     raise ValueError(f"missing Dexed parameter(s): {', '.join(missing)}")
-  voice = P.with_name(P.INIT_VOICE, name)
-  for p in P.VOICE_PARAMS:
+  voice = params.with_name(params.INIT_VOICE, name)
+  for p in params.VOICE_PARAMS:
     value = values[p.name]
     if (isinstance(value, bool) or not isinstance(value, (int, float))
         or not math.isfinite(value) or not 0.0 <= value <= 1.0):
@@ -61,11 +61,11 @@ def dawdreamer_indices(plugin_names: Sequence[str], plugin: str = "the plug-in")
     ValueError: the plug-in lacks Dexed's parameters (it is not Dexed).
   """
   positions = {name: i for i, name in enumerate(plugin_names)}
-  missing = [p.name for p in P.DEXED_PARAMS if p.name not in positions]
+  missing = [p.name for p in params.DEXED_PARAMS if p.name not in positions]
   if missing:
     raise ValueError(f"{plugin} is not Dexed: it has no parameter(s) "
                      f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-  return {p.name: positions[p.name] for p in P.DEXED_PARAMS}
+  return {p.name: positions[p.name] for p in params.DEXED_PARAMS}
 
 
 def dawdreamer_setting(voice: np.ndarray, indices: Mapping[str, int]) -> list[tuple[int, float]]:

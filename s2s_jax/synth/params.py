@@ -18,7 +18,7 @@ import numpy as np
 VOICE_BYTES = 155
 NUM_SOUND_BYTES = 145  # voice bytes 0..144; 145..154 hold the name
 NAME_BYTES = slice(145, 155)
-ALGORITHM_BYTE = 134
+ALGORITHM_BYTE = 134  # holds the algorithm minus 1: read and write it by the functions below
 NUM_OPERATORS = 6
 NUM_ALGORITHMS = 32
 
@@ -178,6 +178,19 @@ def clamp_voice(voices: np.ndarray) -> np.ndarray:
   voices = np.asarray(voices).astype(np.uint8) & VOICE_FIELD_MASKS
   voices[..., :NUM_SOUND_BYTES] = np.minimum(voices[..., :NUM_SOUND_BYTES], VOICE_MAXIMA)
   return voices
+
+
+def algorithm_of(voices: np.ndarray) -> np.ndarray:
+  """1-based DX7 algorithm (1..32) of voices `[..., 155]` -> int32 `[...]`."""
+  return np.asarray(voices)[..., ALGORITHM_BYTE].astype(np.int32) + 1
+
+
+def set_algorithm(voices: np.ndarray, algorithm: int | np.ndarray) -> None:
+  """Writes the 1-based `algorithm` (a scalar or `[...]`) into voices `[..., 155]`, in place."""
+  algorithm = np.asarray(algorithm)
+  if np.any((algorithm < 1) | (algorithm > NUM_ALGORITHMS)):
+    raise ValueError(f"algorithm must be 1..{NUM_ALGORITHMS} (1-based), got {algorithm}")
+  voices[..., ALGORITHM_BYTE] = algorithm - 1
 
 
 def voice_name(voice: np.ndarray) -> str:

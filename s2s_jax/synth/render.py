@@ -1,4 +1,4 @@
-"""Renderers: a DX7 voice -> audio, behind one small interface.
+"""Renderers: a DX7 voice -> audio, played and recorded as an `audio.clip.ClipSpec` says.
 
 `DexedRenderer` (default) embeds Dexed's own engine through dexed-py;
 `DawDreamerRenderer` hosts a user's Dexed VST3 through DawDreamer.
@@ -12,7 +12,6 @@ are computed on this scale, and the audibility threshold is on this scale.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import pathlib
 import threading
@@ -22,47 +21,25 @@ from typing import Protocol, TypeVar
 import dexed
 import numpy as np
 
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.synth import host
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 _ALL_OPERATORS_ON = b"\x3f"
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-@dataclasses.dataclass(frozen=True)
-class RenderSettings:
-  """How a voice is played: the paper's C4, 4 beats of 8 at 120 bpm."""
-
-  sample_rate: int = 48_000
-  note: int = 60
-  velocity: int = 127
-  note_seconds: float = 2.0
-  render_seconds: float = 4.0
-
-  def __post_init__(self):
-    if not 0 <= self.note <= 127 or not 1 <= self.velocity <= 127:
-      raise ValueError(f"note must be 0..127 and velocity 1..127, got {self.note}, "
-                       f"{self.velocity}")
-    if not 0 < self.note_seconds <= self.render_seconds:
-      raise ValueError(f"need 0 < note_seconds <= render_seconds, got {self.note_seconds}, "
-                       f"{self.render_seconds}")
-
-  @property
-  def num_samples(self) -> int:
-    return round(self.sample_rate * self.render_seconds)
-
-
 class Renderer(Protocol):
   """Renders DX7 voices with fixed `settings`."""
 
-  settings: RenderSettings
+  settings: ClipSpec
   thread_safe: bool  # may `render` run on several threads at once?
 
   def render(self, voice: np.ndarray) -> np.ndarray:
     """Voice `[155]` uint8 -> mono audio `[settings.num_samples]` float32."""
 
-  def with_settings(self, settings: RenderSettings) -> Renderer:
+  def with_settings(self, settings: ClipSpec) -> Renderer:
     """The same engine playing voices with other settings."""
 
 
@@ -81,7 +58,7 @@ class DexedRenderer:
 
   thread_safe = True
 
-  def __init__(self, settings: RenderSettings = RenderSettings()):
+  def __init__(self, settings: ClipSpec = ClipSpec()):
     self.settings = settings
     self._local = threading.local()
 
@@ -91,7 +68,7 @@ class DexedRenderer:
   def __setstate__(self, state):
     self.__init__(state["settings"])
 
-  def with_settings(self, settings: RenderSettings) -> DexedRenderer:
+  def with_settings(self, settings: ClipSpec) -> DexedRenderer:
     return DexedRenderer(settings)
 
   def _synth(self) -> dexed.DexedSynth:
@@ -101,7 +78,7 @@ class DexedRenderer:
 
   def render(self, voice: np.ndarray) -> np.ndarray:
     synth = self._synth()
-    synth.load_patch(dexed.Patch.from_sysex(bytes(P.clamp_voice(voice)) + _ALL_OPERATORS_ON))
+    synth.load_patch(dexed.Patch.from_sysex(bytes(params.clamp_voice(voice)) + _ALL_OPERATORS_ON))
     s = self.settings
     audio = synth.render(s.note, s.velocity, s.note_seconds, s.render_seconds)
     return _fit(audio, s.num_samples)
@@ -118,7 +95,7 @@ class DawDreamerRenderer:
   thread_safe = False
 
   def __init__(self, plugin_path: str | os.PathLike,
-               settings: RenderSettings = RenderSettings(), block_size: int = 512):
+               settings: ClipSpec = ClipSpec(), block_size: int = 512):
     import dawdreamer  # pylint: disable=import-outside-toplevel
 
     path = pathlib.Path(plugin_path).expanduser()
@@ -135,7 +112,7 @@ class DawDreamerRenderer:
     self._indices = host.dawdreamer_indices(names, plugin=str(path))
     self._engine.load_graph([(self._plugin, [])])
 
-  def with_settings(self, settings: RenderSettings) -> DawDreamerRenderer:
+  def with_settings(self, settings: ClipSpec) -> DawDreamerRenderer:
     return DawDreamerRenderer(self._path, settings, self._block_size)
 
   def render(self, voice: np.ndarray) -> np.ndarray:

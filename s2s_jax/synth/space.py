@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Literal
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 
 def _round_half_up(x: np.ndarray) -> np.ndarray:
@@ -40,9 +39,10 @@ class ParameterSpace:
                        f"got {self.num_bins}")
 
   @functools.cached_property
-  def params(self) -> tuple[P.DexedParam, ...]:
+  def params(self) -> tuple[params.DexedParam, ...]:
     """The learnable parameters (144: 84 continuous, 60 discrete)."""
-    return tuple(p for p in P.DEXED_PARAMS if p.kind in (P.Kind.CONTINUOUS, P.Kind.DISCRETE))
+    learnable = (params.Kind.CONTINUOUS, params.Kind.DISCRETE)
+    return tuple(p for p in params.DEXED_PARAMS if p.kind in learnable)
 
   @functools.cached_property
   def names(self) -> tuple[str, ...]:
@@ -56,7 +56,7 @@ class ParameterSpace:
   @functools.cached_property
   def is_continuous(self) -> np.ndarray:
     """`[num_params]` bool, True for the binned 0..99 parameters."""
-    return np.array([p.kind is P.Kind.CONTINUOUS for p in self.params])
+    return np.array([p.kind is params.Kind.CONTINUOUS for p in self.params])
 
   @functools.cached_property
   def num_classes(self) -> np.ndarray:
@@ -81,7 +81,7 @@ class ParameterSpace:
 
     Voices are first made what Dexed plays (`params.clamp_voice`).
     """
-    values = P.clamp_voice(voices)[..., self.voice_bytes].astype(np.int64)
+    values = params.clamp_voice(voices)[..., self.voice_bytes].astype(np.int64)
     bins = _round_half_up(values * (self.num_bins - 1) / 99.0)
     return np.where(self.is_continuous, bins, values).astype(np.int32)
 
@@ -91,7 +91,7 @@ class ParameterSpace:
 
     Args:
       classes: one class index per learnable parameter.
-      algorithm: 0-based DX7 algorithm (0..31), a scalar or `[...]`.
+      algorithm: 1-based DX7 algorithm (1..32), a scalar or `[...]`.
       name: the voice name written into every voice.
     """
     classes = np.asarray(classes)
@@ -103,44 +103,14 @@ class ParameterSpace:
                                  axis=tuple(range(classes.ndim - 1)))))
       raise ValueError(f"class index out of range for {self.names[bad]} "
                        f"(has {self.num_classes[bad]} classes)")
-    algorithm = np.asarray(algorithm)
-    if np.any((algorithm < 0) | (algorithm >= P.NUM_ALGORITHMS)):
-      raise ValueError(f"algorithm must be 0..31 (0-based), got {algorithm}")
     values = self.class_values(classes)
-    voices = np.broadcast_to(P.with_name(P.INIT_VOICE, name),
-                             classes.shape[:-1] + (P.VOICE_BYTES,)).copy()
+    voices = np.broadcast_to(params.with_name(params.INIT_VOICE, name),
+                             classes.shape[:-1] + (params.VOICE_BYTES,)).copy()
     voices[..., self.voice_bytes] = values
-    voices[..., P.ALGORITHM_BYTE] = algorithm
+    params.set_algorithm(voices, algorithm)
     return voices
 
   def class_values(self, classes: np.ndarray) -> np.ndarray:
     """Class indices `[..., num_params]` -> the DX7 values they stand for."""
     return np.where(self.is_continuous,
                     _round_half_up(np.asarray(classes) * 99.0 / (self.num_bins - 1)), classes)
-
-  def decode_probabilities(self, probabilities: np.ndarray, algorithm: int | np.ndarray,
-                           continuous: Literal["mode", "mean"] = "mode",
-                           name: str = "S2S MATCH") -> np.ndarray:
-    """Per-parameter class probabilities, concatenated -> voices `[..., 155]`.
-
-    Args:
-      probabilities: `[..., total_classes]`, parameter blocks laid out by
-        `class_offsets`.
-      algorithm: 0-based DX7 algorithm, a scalar or `[...]`.
-      continuous: "mode" takes the most likely bin; "mean" takes the expected
-        bin of each continuous parameter (discrete ones always use the mode).
-      name: the voice name written into every voice.
-    """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape[-1] != self.total_classes:
-      raise ValueError(f"expected {self.total_classes} probabilities per voice, "
-                       f"got shape {probabilities.shape}")
-    blocks = np.split(probabilities, self.class_offsets[1:-1], axis=-1)
-    classes = []
-    for block, is_continuous in zip(blocks, self.is_continuous):
-      if continuous == "mean" and is_continuous:
-        weights = block / block.sum(axis=-1, keepdims=True)
-        classes.append(_round_half_up(weights @ np.arange(block.shape[-1])))
-      else:
-        classes.append(np.argmax(block, axis=-1))
-    return self.decode(np.stack(classes, axis=-1), algorithm, name)

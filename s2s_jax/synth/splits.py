@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 SPLITS = ("train", "validation", "test")
 
@@ -47,7 +47,7 @@ def near_duplicate_groups(voices: np.ndarray, max_differences: int = 3,
   Returns:
     `[n]` group ids in 0..num_groups-1, numbered by each group's first voice.
   """
-  sounds = P.clamp_voice(voices)[:, :P.NUM_SOUND_BYTES]
+  sounds = params.clamp_voice(voices)[:, :params.NUM_SOUND_BYTES]
   sets = _DisjointSets(len(sounds))
   for block in range(max_differences + 1):
     keys = sounds[:, block::max_differences + 1]
@@ -86,7 +86,7 @@ def assign_splits(voices: np.ndarray, groups: np.ndarray, seed: int = 20001101,
   """
   if len(fractions) != len(SPLITS) or min(fractions) < 0 or not np.isclose(sum(fractions), 1):
     raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
-  sounds = np.ascontiguousarray(P.clamp_voice(voices)[:, :P.NUM_SOUND_BYTES])
+  sounds = np.ascontiguousarray(params.clamp_voice(voices)[:, :params.NUM_SOUND_BYTES])
   keys = [min(group_keys) for group_keys in _keys_by_group(sounds, groups)]
   draws = np.array([_uniform(seed, key) for key in keys])
   group_split = np.searchsorted(np.cumsum(fractions)[:-1], draws, side="right")

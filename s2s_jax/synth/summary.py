@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_jax.synth import params as P
-from s2s_jax.synth import splits as S
+from s2s_jax.synth import params
+from s2s_jax.synth import splits
 from s2s_jax.synth.corpus import Corpus
 
 
 def summarize(corpus: Corpus, max_differences: int = 3, seed: int = 20001101,
               fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, object]:
   """Counts of files, voices, near-duplicate groups, algorithms and splits (JSON-ready)."""
-  groups = S.near_duplicate_groups(corpus.voices, max_differences)
-  split = S.assign_splits(corpus.voices, groups, seed, fractions)
+  groups = splits.near_duplicate_groups(corpus.voices, max_differences)
+  split = splits.assign_splits(corpus.voices, groups, seed, fractions)
   group_sizes = np.bincount(groups) if len(groups) else np.zeros(0, int)
-  per_algorithm = np.bincount(corpus.algorithms, minlength=P.NUM_ALGORITHMS)
+  per_algorithm = np.bincount(corpus.algorithms, minlength=params.NUM_ALGORITHMS + 1)
   return {
       "root": str(corpus.root),
       "files_read": len(corpus.files),
@@ -25,11 +25,11 @@ def summarize(corpus: Corpus, max_differences: int = 3, seed: int = 20001101,
       "near_duplicate_groups": int(len(group_sizes)),
       "max_differences": max_differences,
       "largest_group": int(group_sizes.max(initial=0)),
-      "voices_per_algorithm": {str(a + 1): int(n) for a, n in enumerate(per_algorithm)},
+      "voices_per_algorithm": {str(a): int(n) for a, n in enumerate(per_algorithm) if a},
       "seed": seed,
       "splits": {
           name: {"voices": int(np.sum(split == i)), "groups": len(np.unique(groups[split == i]))}
-          for i, name in enumerate(S.SPLITS)
+          for i, name in enumerate(splits.SPLITS)
       },
       "rejected": [{"path": r.path, "reason": r.reason, "message": r.message}
                    for r in corpus.rejected],

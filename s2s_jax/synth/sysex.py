@@ -17,7 +17,7 @@ import tempfile
 import dexed
 import numpy as np
 
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 
 BANK_SIZE = 4104
 VOICE_SIZE = 163
@@ -83,14 +83,14 @@ def parse(data: bytes, source: str = "<bytes>") -> np.ndarray:
     raise SysexError(source, "bad checksum",
                      f"stored 0x{data[-2]:02X}, computed 0x{checksum(data[6:-2]):02X}")
   if fmt == _FORMAT_VOICE:
-    return (np.frombuffer(payload, np.uint8) & P.VOICE_FIELD_MASKS)[None]
+    return (np.frombuffer(payload, np.uint8) & params.VOICE_FIELD_MASKS)[None]
   return np.stack([_unpack(payload[i * 128:(i + 1) * 128]) for i in range(32)])
 
 
 def _unpack(packed: bytes) -> np.ndarray:
   """128-byte packed voice -> `[155]` uint8 as stored, via dexed-py."""
   unpacked = dexed.Patch._unpack_voice(packed)  # pylint: disable=protected-access
-  return np.frombuffer(unpacked, np.uint8)[:P.VOICE_BYTES] & P.VOICE_FIELD_MASKS
+  return np.frombuffer(unpacked, np.uint8)[:params.VOICE_BYTES] & params.VOICE_FIELD_MASKS
 
 
 def read(path: str | os.PathLike) -> np.ndarray:
@@ -108,14 +108,14 @@ def read(path: str | os.PathLike) -> np.ndarray:
 
 def _patch(voice: np.ndarray) -> dexed.Patch:
   voice = np.asarray(voice)
-  if voice.shape != (P.VOICE_BYTES,):
-    raise ValueError(f"a voice is {P.VOICE_BYTES} bytes, got shape {voice.shape}")
+  if voice.shape != (params.VOICE_BYTES,):
+    raise ValueError(f"a voice is {params.VOICE_BYTES} bytes, got shape {voice.shape}")
   return dexed.Patch.from_sysex(bytes(voice.astype(np.uint8)) + b"\x3f")
 
 
 def voice_message(voice: np.ndarray, channel: int = 0) -> bytes:
   """A voice `[155]` -> 163-byte DX7 single-voice dump (values clamped)."""
-  body = _patch(voice).to_sysex()[:P.VOICE_BYTES]
+  body = _patch(voice).to_sysex()[:params.VOICE_BYTES]
   return bytes([0xF0, _YAMAHA, channel, _FORMAT_VOICE, 0x01, 0x1B]) + body + bytes(
       [checksum(body), 0xF7])
 
@@ -123,23 +123,10 @@ def voice_message(voice: np.ndarray, channel: int = 0) -> bytes:
 def bank_message(voices: np.ndarray) -> bytes:
   """32 voices `[32, 155]` -> 4104-byte DX7 bank dump, via dexed-py's writer."""
   voices = np.asarray(voices)
-  if voices.shape != (32, P.VOICE_BYTES):
-    raise ValueError(f"a bank holds 32 voices of {P.VOICE_BYTES} bytes, got shape {voices.shape}")
+  if voices.shape != (32, params.VOICE_BYTES):
+    raise ValueError(f"a bank holds 32 voices of {params.VOICE_BYTES} bytes, "
+                     f"got shape {voices.shape}")
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "bank.syx")
     dexed.Patch.save_to_bank(path, [_patch(v) for v in voices])
     return pathlib.Path(path).read_bytes()
-
-
-def write(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to `path` atomically: an existing file is replaced whole or kept."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise

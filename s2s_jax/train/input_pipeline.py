@@ -17,9 +17,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from s2s_jax.audio import storage
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.data import builder
 from s2s_jax.data import reader
 from s2s_jax.infer import workdir
+from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import online
 
@@ -34,6 +36,11 @@ def _builder(config: ml_collections.ConfigDict) -> builder.DexedPresetsBuilder:
 
 def _is_built(dataset: builder.DexedPresetsBuilder) -> bool:
   return (pathlib.Path(dataset.data_dir) / "dataset_info.json").exists()
+
+
+def data_dir(config: ml_collections.ConfigDict, workdir) -> str:
+  """Where a run's dataset lives: `config.data_dir`, or `workdir/tensorflow_datasets` if empty."""
+  return config.data_dir or str(workdir / "tensorflow_datasets")
 
 
 def check_dataset(config: ml_collections.ConfigDict) -> None:
@@ -58,6 +65,15 @@ def check_dataset(config: ml_collections.ConfigDict) -> None:
                        "(a folder of .syx files)")
     if not os.path.isdir(os.path.expanduser(config.manual_dir)):
       raise ValueError(f"config.manual_dir {config.manual_dir!r} is not a folder")
+
+
+def training_clip(config: ml_collections.ConfigDict) -> ClipSpec:
+  """The clip a run trains on: its built dataset's (`reader.dataset_clip`), else (not built
+  yet, or online input) its dataset config's."""
+  dataset = _builder(config)
+  if config.input == "dataset" and _is_built(dataset):
+    return reader.dataset_clip(dataset.data_dir)
+  return dataset.builder_config.clip
 
 
 def prepared_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
@@ -124,13 +140,14 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
   if config.input == "online":
     batch_size = reader.local_batch_size(config.per_step_batch_size)
     settings = online.OnlineSettings(
-        mode=config.online.mode, algorithm=_online_algorithm(config),
+        mode=config.online.mode, algorithm=workdir.model_algorithm(config),
         max_changes=config.online.max_changes, batch_size=batch_size,
         workers=config.online.workers or None, prefetch=config.online.prefetch,
         seed=config.seed)
     pool = (split_column(dataset, "train", "voice").astype(np.uint8)
             if config.online.mode == "augment" else None)
-    return Batches(online.OnlineSource(settings, pool, space=space))
+    return Batches(online.OnlineSource(settings, pool, space=space,
+                                       renderer=R.DexedRenderer(training_clip(config))))
   batches = reader.loader(reader.data_source(dataset, "train"), config.per_step_batch_size,
                           seed=config.seed, num_epochs=None, batch_operations=(_TrainingBatch(),))
   return Batches(iter(batches))
@@ -140,11 +157,6 @@ def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:
   """One feature of every example of a split, stacked: `[examples, ...]`."""
   source = reader.data_source(dataset, split)
   return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
-
-
-def _online_algorithm(config: ml_collections.ConfigDict) -> int | None:
-  algorithm = workdir.model_algorithm(config)
-  return None if algorithm is None else algorithm - 1
 
 
 def num_examples(dataset: pathlib.Path, split: str) -> int:

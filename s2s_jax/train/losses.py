@@ -131,7 +131,6 @@ def loss_and_metrics(logits: jax.Array, labels: jax.Array, weights: jax.Array | 
       accuracy: exact-class accuracy over all parameters and examples.
       continuous_accuracy, discrete_accuracy: the same over each kind of parameter.
       bin_mae: mean |predicted bin - label bin| / (K - 1) over continuous parameters.
-      parameter_accuracy: [num_params] exact-class accuracy of each parameter.
     Metrics count every parameter, masked or not, whatever the loss flags (as the reference).
   """
   losses = parameter_losses(logits, labels, layout, sigma)
@@ -161,7 +160,6 @@ def loss_and_metrics(logits: jax.Array, labels: jax.Array, weights: jax.Array | 
       "continuous_accuracy": _mean_over(parameter_accuracy, continuous),
       "discrete_accuracy": _mean_over(parameter_accuracy, 1.0 - continuous),
       "bin_mae": _mean_over(batch_mean(bin_error), continuous),
-      "parameter_accuracy": parameter_accuracy,
   }
 
 

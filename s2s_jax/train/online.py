@@ -21,9 +21,9 @@ import numpy as np
 
 from s2s_jax.audio import storage
 from s2s_jax.synth import generate
-from s2s_jax.synth import params as P
+from s2s_jax.synth import params
 from s2s_jax.synth import render as R
-from s2s_jax.synth import space as S
+from s2s_jax.synth.space import ParameterSpace
 
 THREAD_NAME_PREFIX = "s2s-online"
 
@@ -36,7 +36,7 @@ class OnlineSettings:
     mode: "random" draws voices from the prior (`generate.sample_voice`); "augment"
       redraws 1..max_changes parameters of a pool voice (`generate.mutate`), as the
       dataset's augmentations do.
-    algorithm: 0-based DX7 algorithm of every voice, or None for any.
+    algorithm: 1-based DX7 algorithm of every voice, or None for any.
     max_changes: most parameters an "augment" variant changes.
     batch_size: examples per batch, per host.
     workers: render threads (default: all cores); 1 if the renderer is not thread-safe.
@@ -63,8 +63,8 @@ class OnlineSettings:
   def __post_init__(self):
     if self.mode not in ("random", "augment"):
       raise ValueError(f"mode must be 'random' or 'augment', got {self.mode!r}")
-    if self.algorithm is not None and not 0 <= self.algorithm < P.NUM_ALGORITHMS:
-      raise ValueError(f"algorithm must be 0..31 (0-based) or None, got {self.algorithm}")
+    if self.algorithm is not None and not 1 <= self.algorithm <= params.NUM_ALGORITHMS:
+      raise ValueError(f"algorithm must be 1..32 (1-based) or None, got {self.algorithm}")
     if not 1 <= self.max_changes <= len(generate.MUTABLE_PARAMS):
       raise ValueError(f"max_changes must be 1..{len(generate.MUTABLE_PARAMS)}, "
                        f"got {self.max_changes}")
@@ -97,7 +97,7 @@ class OnlineSource:
 
   def __init__(self, settings: OnlineSettings, pool: np.ndarray | None = None, *,
                renderer: R.Renderer | None = None,
-               space: S.ParameterSpace = S.ParameterSpace(),
+               space: ParameterSpace = ParameterSpace(),
                process_index: int | None = None, process_count: int | None = None):
     """Starts nothing: rendering begins with the first batch asked for.
 
@@ -130,14 +130,14 @@ class OnlineSource:
       if pool is not None:
         raise ValueError("a pool is only used in 'augment' mode")
       return None
-    if pool is None or np.ndim(pool) != 2 or np.shape(pool)[1] != P.VOICE_BYTES:
-      raise ValueError(f"'augment' mode needs a pool of voices [n, {P.VOICE_BYTES}], got "
+    if pool is None or np.ndim(pool) != 2 or np.shape(pool)[1] != params.VOICE_BYTES:
+      raise ValueError(f"'augment' mode needs a pool of voices [n, {params.VOICE_BYTES}], got "
                        f"{None if pool is None else np.shape(pool)}")
-    pool = P.clamp_voice(pool)
+    pool = params.clamp_voice(pool)
     if s.algorithm is not None:
-      pool = pool[pool[:, P.ALGORITHM_BYTE] == s.algorithm]
+      pool = pool[params.algorithm_of(pool) == s.algorithm]
     if not len(pool):
-      raise ValueError(f"the pool has no voice of algorithm {s.algorithm} (0-based)")
+      raise ValueError(f"the pool has no voice of algorithm {s.algorithm}")
     return pool
 
   def __iter__(self) -> OnlineSource:
@@ -154,7 +154,7 @@ class OnlineSource:
         "audio": batch.audio,
         "labels": self.space.encode(batch.voices),
         "weights": np.ones((len(batch.voices), self.space.num_params), np.float32),
-        "algorithm": batch.voices[:, P.ALGORITHM_BYTE].astype(np.int32) + 1,
+        "algorithm": params.algorithm_of(batch.voices),
     }
     if self.settings.include_voice:
       out["voice"] = batch.voices
@@ -195,7 +195,7 @@ class OnlineSource:
     while len(self._pending) < depth:
       index = self._next_submit
       self._next_submit += 1
-      batch = _Pending(index, np.zeros((s.batch_size, P.VOICE_BYTES), np.uint8),
+      batch = _Pending(index, np.zeros((s.batch_size, params.VOICE_BYTES), np.uint8),
                        np.zeros((s.batch_size, self.renderer.settings.num_samples), np.float32),
                        [])
       seeds = np.random.SeedSequence([s.seed, self.process_index, index]).spawn(s.batch_size)

@@ -28,6 +28,7 @@ import optax
 from flax.training import train_state
 
 from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.infer import rendering
 from s2s_jax.infer import scoring
@@ -101,7 +102,6 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBan
 
   (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = {name: value for name, value in metrics.items() if name != "parameter_accuracy"}
   return state, metrics | {"grad_norm": optax.global_norm(grads)}
 
 
@@ -115,8 +115,7 @@ def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks,
       use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive,
       example_mask=batch["mask"])
   count = jnp.sum(batch["mask"])
-  sums = {name: value * count for name, value in metrics.items()
-          if name != "parameter_accuracy"}
+  sums = {name: value * count for name, value in metrics.items()}
   return sums, logits_lib.predicted_classes(logits, layout)
 
 
@@ -173,14 +172,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writing anything if a setting cannot run.
   """
   workdir = workdir_path(workdir)
-  if not config.data_dir:
-    config.data_dir = str(workdir / "tensorflow_datasets")
+  config.data_dir = input_pipeline.data_dir(config, workdir)
   validate_config(config)
   workdir.mkdir(parents=True, exist_ok=True)
+  clip = input_pipeline.training_clip(config)
   if jax.process_index() == 0:  # what `infer.workdir.load_model` rebuilds the network from
-    (workdir / workdir_lib.CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+    workdir_lib.write_config(workdir, config, clip)
   space = ParameterSpace(config.num_bins)
-  layout = logits_lib.ClassLayout.create(space)
+  layout = logits_lib.ClassLayout.create(space, clip)
   dataset = input_pipeline.prepared_dataset(config)
   num_train = (config.online.examples_per_epoch if config.input == "online"
                else input_pipeline.num_examples(dataset, "train"))
@@ -191,12 +190,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parallel.check_batch_size(mesh, config.per_step_batch_size)
   replicated = parallel.replicated(mesh)
 
-  banks = jax.device_put(FeatureBanks.create(), replicated)
+  banks = jax.device_put(FeatureBanks.create(FeatureSpec(clip=clip)), replicated)
   model = sound2synth.create_model(config, space)
   optimizer = create_optimizer(config, updates_per_epoch)
   state = jax.jit(functools.partial(create_state, model, optimizer, seed=config.seed,
                                     batch_size=1), out_shardings=replicated)(banks)
-  logging.info("model parameters: %d", sum(x.size for x in jax.tree.leaves(state.params)))
+  logging.info("model parameters: %d", sound2synth.count_parameters(state.params))
 
   batches = input_pipeline.train_batches(config, dataset, space)
   checkpoints = checkpointing.Checkpoints(workdir)
@@ -275,8 +274,9 @@ def _validate(variables, step: int, progress: dict, run_eval, checkpoints, write
   """Validation loss and metrics, MFCCD of a rendered subset, best checkpoint, early stopping."""
   means, kept = run_eval(variables, "validation", config.eval_mfccd_examples)
   if len(kept["classes"]):
-    audio = rendering.render_classes(space, kept["classes"], kept["algorithm"], R.DexedRenderer())
-    scores = scoring.mfccd_scores(audio, kept["audio"])
+    renderer = R.DexedRenderer(input_pipeline.training_clip(config))
+    audio = rendering.render_classes(space, kept["classes"], kept["algorithm"], renderer)
+    scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
     means |= {name: float(np.mean(value)) for name, value in scores.items()}
     shown = min(config.image_summaries, len(audio))
     writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
@@ -321,14 +321,14 @@ def _test(state: TrainState, step: int, progress: dict, run_eval, checkpoints, w
     best_metrics = {}
   num_test = input_pipeline.num_examples(dataset, "test")
   means, kept = run_eval(variables, "test", num_test)
-  renderer = R.DexedRenderer()
+  renderer = R.DexedRenderer(input_pipeline.training_clip(config))
   train_labels = input_pipeline.split_column(dataset, "train", "labels").astype(np.int32)
   predictions = {"model": kept["classes"]} | evaluate.baseline_classes(
       train_labels, space, len(kept["classes"]), config.seed)
   rows = []
   for name, classes in predictions.items():
     audio = rendering.render_classes(space, classes, kept["algorithm"], renderer)
-    scores = scoring.mfccd_scores(audio, kept["audio"])
+    scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
     rows.append({"predictor": name, "examples": len(classes),
                  **{k: float(np.mean(v)) for k, v in scores.items()},
                  **{f"{k}_median": float(np.median(v)) for k, v in scores.items()}})

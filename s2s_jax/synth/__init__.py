@@ -1,0 +1,1 @@
+"""Everything about the DX7 and Dexed: parameters, voices and sysex, renderers, presets."""
