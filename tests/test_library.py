@@ -9,6 +9,7 @@ from s2s_jax.match import library as L
 from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,12 @@ def folder(tmp_path_factory, random_voices):
   """Two banks sharing a voice, a renamed copy, a single voice, a bad file: 41 distinct voices."""
   root = tmp_path_factory.mktemp("my presets")
   (root / "bank").mkdir()
-  sysex.write(root / "bank" / "A.syx", sysex.bank_message(random_voices[:32]))
-  sysex.write(root / "bank" / "B.syx", sysex.bank_message(
+  files.write_atomic(root / "bank" / "A.syx", sysex.bank_message(random_voices[:32]))
+  files.write_atomic(root / "bank" / "B.syx", sysex.bank_message(
       np.concatenate([random_voices[32:40], random_voices[:24]])))
-  sysex.write(root / "copy.syx", sysex.voice_message(params.with_name(random_voices[3], "COPY")))
-  sysex.write(root / "single.syx", sysex.voice_message(random_voices[40]))
+  files.write_atomic(root / "copy.syx",
+                     sysex.voice_message(params.with_name(random_voices[3], "COPY")))
+  files.write_atomic(root / "single.syx", sysex.voice_message(random_voices[40]))
   (root / "broken.syx").write_bytes(b"\xf0\x43 not a voice")
   return root
 
@@ -60,7 +62,7 @@ def test_only_new_voices_are_rendered_and_folders_combine(folder, tmp_path, rend
                                                           random_voices):
   L.build_library([folder], renderer, tmp_path, Lines())
   more = tmp_path / "more"
-  sysex.write(more / "new.syx", sysex.bank_message(random_voices[32:64]))  # 41..63 are new
+  files.write_atomic(more / "new.syx", sysex.bank_message(random_voices[32:64]))  # 41..63 are new
   lines = Lines()
   library = L.build_library([folder, more], renderer, tmp_path, lines)
   assert len(library) == 64

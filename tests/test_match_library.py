@@ -19,6 +19,7 @@ from s2s_jax.match import target as target_lib
 from s2s_jax.synth import generate
 from s2s_jax.synth import params
 from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -27,8 +28,8 @@ ROOT = pathlib.Path(__file__).parents[1]
 def presets(tmp_path_factory, random_voices) -> pathlib.Path:
   """Two banks of prior voices (64 distinct, every algorithm twice)."""
   root = tmp_path_factory.mktemp("user presets")
-  sysex.write(root / "one.syx", sysex.bank_message(random_voices[:32]))
-  sysex.write(root / "sub" / "two.syx", sysex.bank_message(random_voices[32:]))
+  files.write_atomic(root / "one.syx", sysex.bank_message(random_voices[:32]))
+  files.write_atomic(root / "sub" / "two.syx", sysex.bank_message(random_voices[32:]))
   return root
 
 

@@ -16,7 +16,8 @@ ALGORITHM = 5  # 1-based
 def test_values_hold_any_real_voice_exactly(random_voices):
   played = params.clamp_voice(random_voices)
   decoded = SPACE.decode(SPACE.encode(played), params.algorithm_of(played))
-  np.testing.assert_array_equal(decoded[:, :params.NUM_SOUND_BYTES], played[:, :params.NUM_SOUND_BYTES])
+  sound = slice(0, params.NUM_SOUND_BYTES)
+  np.testing.assert_array_equal(decoded[:, sound], played[:, sound])
   # ... which the network's 64 bins cannot: a level of 51 comes back as 50.
   grid = ParameterSpace()
   level = SPACE.names.index("OP1 OUTPUT LEVEL")
@@ -122,8 +123,8 @@ def test_ordered_moves_are_small_steps(target):
   """With a fixed step of 4 values, a moved 0..99 parameter moves by a few values."""
   values, _ = target
   settings = V.SearchSettings(step=4.0, adapt_step=False, max_changes=1, learn_weights=False)
-  moves = V._Moves(SPACE, settings, None, np.ones(SPACE.num_params, bool),  # pylint: disable=protected-access
-                   np.random.default_rng(0))
+  moves = V._Moves(  # pylint: disable=protected-access
+      SPACE, settings, None, np.ones(SPACE.num_params, bool), np.random.default_rng(0))
   continuous = SPACE.num_classes == 100
   steps = []
   for _ in range(400):

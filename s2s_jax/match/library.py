@@ -33,7 +33,7 @@ from s2s_jax.audio import mfccd
 from s2s_jax.synth import corpus as corpus_lib
 from s2s_jax.synth import params
 from s2s_jax.synth import render as R
-from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
 N_MFCC = 13
 POOL_FRAMES = 8  # MFCC frames averaged into one summary block: 376 frames -> 47 blocks
@@ -177,12 +177,12 @@ class FeatureCache:
     """Writes one shard atomically; returns its path."""
     description = self.folder / "settings.json"
     if not description.exists():
-      sysex.write(description, json.dumps(self._description, indent=2).encode())
+      files.write_atomic(description, json.dumps(self._description, indent=2).encode())
     name = hashlib.blake2b(keys.tobytes(), digest_size=8).hexdigest()
     path = self.folder / f"shard-{name}.npz"
     data = io.BytesIO()
     np.savez(data, keys=keys, features=features.astype(np.float16))  # 1e-3 relative: ample
-    sysex.write(path, data.getvalue())
+    files.write_atomic(path, data.getvalue())
     return path
 
   def compact(self) -> None:
@@ -218,8 +218,7 @@ def library_of(voices: np.ndarray, sources: Sequence[str], renderer: R.Renderer,
     cache_dir: where summaries are kept (default `default_cache_dir()`).
     progress: called with a line of text per shard rendered (default: stderr).
   """
-  if progress is None:
-    progress = lambda line: print(line, file=sys.stderr, flush=True)  # pylint: disable=unnecessary-lambda-assignment
+  progress = _print_to_stderr if progress is None else progress
   keys = voice_keys(voices)
   cache = FeatureCache(renderer, cache_dir)
   cached_keys, cached = cache.load()
@@ -241,6 +240,10 @@ def library_of(voices: np.ndarray, sources: Sequence[str], renderer: R.Renderer,
   features = (np.stack([known[k.tobytes()] for k in keys]) if len(keys)
               else np.zeros((0, 0, N_MFCC), np.float32))
   return Library(voices=np.asarray(voices, np.uint8), features=features, sources=tuple(sources))
+
+
+def _print_to_stderr(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
 
 
 def _engine(renderer: R.Renderer) -> str:
