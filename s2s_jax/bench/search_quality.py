@@ -105,8 +105,8 @@ def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
   test = voices[split == splits.SPLITS.index("test")]
   test = test[np.random.default_rng(seed).permutation(len(test))]
   algorithms = params.algorithm_of(test)
-  chosen, used = [], np.zeros(len(test), bool)
-  for i in range(count * 4):
+  chosen, used, i = [], np.zeros(len(test), bool), 0
+  while len(chosen) < count and not used.all():
     options = np.flatnonzero((algorithms == i % params.NUM_ALGORITHMS + 1) & ~used)
     for j in options[:3]:  # a few tries for an audible one
       used[j] = True
@@ -114,8 +114,7 @@ def held_out(presets: pathlib.Path, count: int, seed: int, renderer: R.Renderer
       if generate.is_audible(audio[None], 0.01)[0]:
         chosen.append((j, audio))
         break
-    if len(chosen) == count:
-      break
+    i += 1
   targets = [target_lib.prepare_target(audio, renderer.settings, f"test{j}", f"test voice {j}")
              for j, audio in chosen]
   return train, targets, test[[j for j, _ in chosen]]
