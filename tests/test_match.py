@@ -79,9 +79,10 @@ def test_the_closest_candidate_of_every_model_and_algorithm_is_kept(model, rende
   assert match.candidates == 3 * 3  # model: 5; any_algorithm: 2 and 5
   probabilities = matcher.predictor.probabilities(target.audio[None])[:, 0]
   best = {}
+  grid = matcher.predictor.space  # the network's classes, rendered as the same voices
   for index, algorithm in ((0, 5), (1, 2), (1, 5)):
-    objective = search.Objective(target.audio, matcher.space, algorithm, renderer)
-    top = candidates.top_k_classes(probabilities[index], matcher.space, 3)
+    objective = search.Objective(target.audio, grid, algorithm, renderer)
+    top = candidates.top_k_classes(probabilities[index], grid, 3)
     best[algorithm, index] = objective(top).min()
   assert match.network["mfccd13"] == pytest.approx(min(best.values()), rel=1e-5)
   assert match.retuning is None and match.refined is None

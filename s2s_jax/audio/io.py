@@ -62,12 +62,12 @@ def probe(path: str | os.PathLike) -> soundfile._SoundFileInfo:  # pylint: disab
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None = None,
-               start_db: float | None = None) -> Clip:
+               start_db: float | None = None, lead_seconds: float = 0.0) -> Clip:
   """Any file libsndfile reads (wav, flac, ogg, mp3, aiff...) -> its first `seconds` as a Clip.
 
   Channels are averaged; the clip is resampled to `sample_rate` (soxr, high quality). With
   `start_db`, the clip starts at the first sample less than `start_db` under the file's peak
-  (leading silence skipped). Raises AudioReadError for a missing, unreadable, non-audio, empty
+  (leading silence skipped), less `lead_seconds`. Raises AudioReadError for a missing, unreadable, non-audio, empty
   or out-of-limits file, or one holding NaN or infinite samples.
   """
   info = probe(path)
@@ -78,7 +78,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None 
       raise AudioReadError(f"{path}: the file holds no audio samples")
     if not np.isfinite(peak):
       raise AudioReadError(f"{path}: the audio holds NaN or infinite samples")
-    start = 0 if start_db is None else _first_above(path, peak * 10 ** (-start_db / 20))
+    start = 0 if start_db is None else max(0, _first_above(
+        path, peak * 10 ** (-start_db / 20)) - round(lead_seconds * info.samplerate))
     audio = _decode(path, start, limit)
   except (soundfile.LibsndfileError, RuntimeError) as error:
     raise AudioReadError(f"{path}: not a readable audio file ({error})") from None

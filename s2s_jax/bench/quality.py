@@ -21,6 +21,7 @@ import matplotlib
 import numpy as np
 
 from s2s_jax.audio import mfccd
+from s2s_jax.bench import search_quality
 from s2s_jax.infer import predictor as predictor_lib
 from s2s_jax.infer import rendering
 from s2s_jax.infer import scoring
@@ -40,7 +41,9 @@ _BATCH = 32  # examples per read and per MFCC call of the training library
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--model", required=True, help="training workdir of the model")
+  parser.add_argument("--model", default=None,
+                      help="training workdir of the model; without it, the library and search "
+                           "table of --presets (`bench.search_quality`)")
   parser.add_argument("--presets", default="",
                       help="folder of .syx presets, to build the model's dataset if missing")
   parser.add_argument("--algorithm", type=int, default=None,
@@ -54,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--top-k", type=int, default=4, help="network candidates rendered")
   parser.add_argument("--seed", type=int, default=0, help="seeds baselines and searches")
   parser.add_argument("--out", required=True, help="folder for quality.json and quality.png")
+  parser.add_argument("--sounds", default="", help="folder of sound files matched too (no model)")
+  parser.add_argument("--library-k", type=int, default=32,
+                      help="nearest library voices rendered as candidates (no model)")
+  parser.add_argument("--library-cache", default=None, help="library feature cache folder")
 
 
 def _fail(message: str) -> NoReturn:
@@ -225,6 +232,9 @@ def _commit() -> str | None:
 
 
 def run(args: argparse.Namespace) -> None:
+  if args.model is None:
+    search_quality.run(args, _commit())
+    return
   for flag in ("n_targets", "top_k", "refine_renders"):
     if getattr(args, flag) < 1:
       _fail(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

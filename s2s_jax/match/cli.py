@@ -22,6 +22,7 @@ import jax
 from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
+from s2s_jax.match import library
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
@@ -48,16 +49,26 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
 
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
   """The model and search options `s2s-match` and `s2s-serve` share."""
-  parser.add_argument("--model", action="append", required=True, metavar="WORKDIR",
+  parser.add_argument("--model", action="append", default=[], metavar="WORKDIR",
                       help="a training workdir (repeat for one model per algorithm)")
+  parser.add_argument("--library", action="append", default=[], metavar="DIR",
+                      help="a folder tree of .syx presets whose nearest voices are candidates "
+                           "(repeatable; rendered once, then cached)")
+  parser.add_argument("--library-cache", metavar="DIR", default=None,
+                      help="where library features are cached (default $S2S_CACHE_DIR/library "
+                           "or ~/.cache/s2s_jax/library)")
+  parser.add_argument("--library-k", type=bounded(int, 1), default=32, metavar="N",
+                      help="nearest library voices rendered as candidates (default 32)")
+  parser.add_argument("--starts", type=bounded(int, 1), default=4, metavar="N",
+                      help="best candidates the search starts from (default 4)")
   parser.add_argument("--algorithms", type=parse_algorithms, default=matcher_lib.ALL_ALGORITHMS,
                       metavar="LIST", help="DX7 algorithms to try, e.g. 1,5,13-16 (default all)")
   parser.add_argument("--top-k", type=bounded(int, 1), default=4, metavar="K",
                       help="candidates decoded per model and algorithm (default 4)")
-  parser.add_argument("--refine-renders", type=bounded(int, 0), default=256, metavar="N",
-                      help="refinement budget in renders; 0 skips refinement (default 256)")
+  parser.add_argument("--refine-renders", type=bounded(int, 0), default=1000, metavar="N",
+                      help="search budget in renders; 0 skips the search (default 1000)")
   parser.add_argument("--refine-seconds", type=bounded(float, 0.1), default=30.0, metavar="S",
-                      help="refinement time limit per input (default 30)")
+                      help="search time limit per input (default 30)")
   parser.add_argument("--velocity", type=int, default=127, choices=range(1, 128),
                       metavar="1..127", help="MIDI velocity of the rendered note (default 127)")
   parser.add_argument("--vst3", metavar="PATH",
@@ -74,14 +85,20 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  if not args.model and not args.library:
+    raise ValueError("give a --model, a --library of presets, or both")
   models = [workdir_lib.load_model(w) for w in args.model]
-  clip = dataclasses.replace(models[0].clip, velocity=args.velocity)  # the models' clip
+  clip = dataclasses.replace(models[0].clip if models else ClipSpec(),  # the models' clip
+                             velocity=args.velocity)
   renderer = R.DawDreamerRenderer(args.vst3, clip) if args.vst3 else R.DexedRenderer(clip)
   refine = (search.Budget(renders=args.refine_renders, seconds=args.refine_seconds)
             if args.refine_renders else None)
+  presets = (library.build_library(args.library, renderer, args.library_cache)
+             if args.library else None)
   return matcher_lib.Matcher(
       models, matcher_lib.MatchSettings(algorithms=args.algorithms, top_k=args.top_k,
-                                        refine=refine, seed=args.seed), renderer)
+                                        refine=refine, seed=args.seed, library_k=args.library_k,
+                                        starts=args.starts), renderer, presets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = export.check_out_dir(args.out, [t.name for t in targets.values()], args.audio,
                                    args.overwrite)
     matcher = create_matcher(args)
-  except (export.OutputError, workdir_lib.ModelError, ValueError, FileNotFoundError) as e:
+  except (export.OutputError, workdir_lib.ModelError, ValueError, OSError) as e:
     print(f"s2s-match: error: {e}", file=sys.stderr)
     return 2
   clip = matcher.renderer.settings
@@ -163,7 +180,7 @@ def _finish(failed: int, inputs: int) -> int:
 def _line(entry: dict) -> str:
   scores = entry["refined"] or entry["network"]
   refined = "" if entry["refined"] is None else (
-      f" (network {entry['network']['mfccd13']:.2f})")
+      f" (selected {entry['network']['mfccd13']:.2f})")
   return (f"{entry['name']}: algorithm {entry['algorithm']}, MFCCD-13 {scores['mfccd13']:.2f}"
           f"{refined}, {entry['pitch']['note']}, {entry['seconds']:.1f} s")
 

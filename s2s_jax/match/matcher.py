@@ -1,13 +1,17 @@
-"""Sound -> Dexed preset: the models' candidates, selection by the real engine, refinement.
+"""Sound -> Dexed preset: candidates, selection by the real engine, search.
 
 For one prepared input (`target.Target`):
-1. every model gives class probabilities; each (model, algorithm) pair gives its `top_k` most
-   probable voices (a model trained on every algorithm is tried with each allowed one);
-2. all candidates are rendered by the engine and the one closest to the input (MFCCD-13) is
-   kept: the paper's selection over its 32 per-algorithm models;
-3. if the input is pitched, TRANSPOSE is moved so the match sounds at the input's pitch;
-4. a local search with the engine in the loop, moves drawn from the chosen model's
-   probabilities, lowers MFCCD further within a budget of renders and seconds (TRANSPOSE held).
+1. candidates: every model gives class probabilities and each (model, algorithm) pair its
+   `top_k` most probable voices (a model trained on every algorithm is tried with each allowed
+   one); a preset library gives its `library_k` voices nearest to the input, of the allowed
+   algorithms. Either source may be absent, not both;
+2. all candidates are rendered by the engine and ranked by MFCCD-13 against the input: the
+   paper's selection over its 32 per-algorithm models, extended to the user's presets;
+3. if the input is pitched, TRANSPOSE of the best `starts` candidates is moved so each sounds at
+   the input's pitch;
+4. a search in the voices' own values (`value_search`) from those candidates, guided by the
+   best network candidate's probabilities where there is a network, lowers MFCCD further within
+   a budget of renders and seconds (TRANSPOSE held when retuned).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from s2s_jax.audio.clip import check_same_clip
+from s2s_jax.audio.clip import ClipSpec, check_same_clip
 from s2s_jax.infer import rendering
 from s2s_jax.infer import scoring
 from s2s_jax.infer.predictor import Predictor
@@ -26,6 +30,8 @@ from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.match import candidates as candidates_lib
 from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.match import search
+from s2s_jax.match import value_search
+from s2s_jax.match.library import Library
 from s2s_jax.match.target import Target
 from s2s_jax.synth import params
 from s2s_jax.synth import render as R
@@ -40,20 +46,27 @@ class MatchSettings:
   Attributes:
     algorithms: 1-based DX7 algorithms allowed; models of other algorithms are skipped.
     top_k: candidates decoded per model and algorithm.
-    refine: the refinement's budget; None skips refinement.
-    seed: the refinement's random moves.
+    refine: the search's budget; None skips the search.
+    seed: the search's random moves.
+    library_k: nearest library voices rendered as candidates.
+    starts: best candidates the search starts from.
+    search: how the search moves.
   """
   algorithms: tuple[int, ...] = ALL_ALGORITHMS
   top_k: int = 4
   refine: search.Budget | None = None
   seed: int = 0
+  library_k: int = 32
+  starts: int = 4
+  search: value_search.SearchSettings = value_search.SearchSettings()
 
   def __post_init__(self):
     bad = [a for a in self.algorithms if not 1 <= a <= params.NUM_ALGORITHMS]
     if bad or not self.algorithms:
       raise ValueError(f"algorithms must be a non-empty set of 1..32, got {self.algorithms}")
-    if self.top_k < 1:
-      raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+    if min(self.top_k, self.library_k, self.starts) < 1:
+      raise ValueError(f"top_k, library_k and starts must be >= 1, got {self.top_k}, "
+                       f"{self.library_k}, {self.starts}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +77,13 @@ class Match:
     name: the input's name.
     voice: `[155]` uint8 DX7 voice.
     algorithm: its 1-based DX7 algorithm.
-    model: the workdir of the model whose candidate won.
-    network: "mfccd13" and "mfccd30" of the selected (and retuned) network candidate.
-    refined: the same after refinement, or None without it.
+    model: where the search's best start came from: a model's workdir, or "library:" and the
+      file and 1-based slot of a library voice.
+    network: "mfccd13" and "mfccd30" of the selected (and retuned) candidate.
+    refined: the same after the search, or None without it.
     retuning: what matching the input's pitch did, or None if either sound is unpitched.
-    candidates: voices rendered to select (refinement renders not included).
-    refine_renders: voices rendered by the refinement.
+    candidates: voices rendered to select (search renders not included).
+    refine_renders: voices rendered by the search.
     seconds: wall-clock time of the whole match.
   """
   name: str
@@ -90,63 +104,106 @@ class Match:
 
 
 class Matcher:
-  """Models loaded once, matching any number of inputs."""
+  """Models and a preset library loaded once, matching any number of inputs."""
 
   def __init__(self, models: Sequence[TrainedModel], settings: MatchSettings = MatchSettings(),
-               renderer: R.Renderer | None = None):
+               renderer: R.Renderer | None = None, library: Library | None = None):
     self.settings = settings
+    if not models and library is None:
+      raise ValueError("no source of candidates: give a model, a preset library or both")
     self._pairs = [(i, a) for i, m in enumerate(models)
                    for a in ((m.algorithm,) if m.algorithm else settings.algorithms)
                    if a in settings.algorithms]
-    if not self._pairs:
+    if models and not self._pairs:
       trained = sorted({m.algorithm for m in models if m.algorithm})
       raise ModelError(f"no model for the allowed algorithms {list(settings.algorithms)} "
                        f"(the models are trained for {trained})")
-    self.predictor = Predictor(models)
-    self.renderer = renderer or R.DexedRenderer(self.predictor.clip)
-    check_same_clip(self.predictor.clip, f"model {models[0].workdir}", self.renderer.settings,
-                    "the renderer's")
-    self.space = self.predictor.space
+    if library is not None and not np.isin(library.algorithms, settings.algorithms).any():
+      raise ValueError(f"the preset library holds no voice of the allowed algorithms "
+                       f"{list(settings.algorithms)}")
+    self.predictor = Predictor(models) if models else None
+    self.renderer = renderer or R.DexedRenderer(
+        self.predictor.clip if self.predictor else ClipSpec())
+    if self.predictor:
+      check_same_clip(self.predictor.clip, f"model {models[0].workdir}",
+                      self.renderer.settings, "the renderer's")
+    self.library = library
+    self.space = value_search.VALUE_SPACE
 
   def match(self, target: Target) -> Match:
     started = time.perf_counter()
-    probabilities = self.predictor.probabilities(target.audio[None])[:, 0]
-    pool = [(model, algorithm, classes) for model, algorithm in self._pairs
-            for classes in candidates_lib.top_k_classes(probabilities[model], self.space,
-                                                        self.settings.top_k)]
-    scores = self._scores(target, pool)
-    model, algorithm, classes = pool[int(np.argmin(scores))]
+    sources, algorithms, values, proposals = self._candidates(target)
+    objective = self._objective(target, algorithms[0])
+    order = np.argsort(objective(values, algorithms), kind="stable")[:self.settings.starts]
 
-    voice_pitch = pitch_lib.estimate_pitch(self._render(classes, algorithm),
-                                           self.renderer.settings.sample_rate)
-    classes, retuning = pitch_lib.retune(classes, self.space, voice_pitch, target.pitch)
-    network = self._final_scores(target, classes, algorithm)
+    retunings = []
+    for i in order:
+      voice_pitch = pitch_lib.estimate_pitch(self._render(values[i], algorithms[i]),
+                                             self.renderer.settings.sample_rate)
+      values[i], retuning = pitch_lib.retune(values[i], self.space, voice_pitch, target.pitch)
+      retunings.append(retuning)
+    best = order[0]
+    network = self._final_scores(target, values[best], algorithms[best])
 
-    refined, refine_renders = None, 0
+    refined, refine_renders, algorithm, voice = None, 0, algorithms[best], values[best]
+    winner = 0
     if self.settings.refine is not None:
-      frozen = () if retuning is None else (self.space.names.index("TRANSPOSE"),)
-      objective = search.Objective(target.audio, self.space, algorithm, self.renderer)
-      result = search.local_search(objective, classes, probabilities[model], self.settings.refine,
-                                   np.random.default_rng(self.settings.seed), frozen=frozen)
-      classes, refine_renders = result.classes, result.renders
-      refined = self._final_scores(target, classes, algorithm)
+      frozen = (() if all(r is None for r in retunings)
+                else (self.space.names.index("TRANSPOSE"),))
+      proposal = next((proposals[i] for i in order if proposals[i] is not None), None)
+      result = value_search.value_search(
+          objective, values[order], algorithms[order], self.settings.refine,
+          np.random.default_rng(self.settings.seed), proposal=proposal,
+          settings=self.settings.search, frozen=frozen)
+      voice, algorithm, refine_renders = result.classes, result.algorithm, result.renders
+      refined = self._final_scores(target, voice, algorithm)
+      winner = _start_of(result.classes, algorithm, values[order], algorithms[order])
     return Match(
-        name=target.name, voice=self.space.decode(classes, algorithm, name=target.name),
-        algorithm=algorithm, model=str(self.predictor.models[model].workdir), network=network,
-        refined=refined, retuning=retuning, candidates=len(pool), refine_renders=refine_renders,
-        seconds=time.perf_counter() - started)
+        name=target.name, voice=self.space.decode(voice, algorithm, name=target.name),
+        algorithm=int(algorithm), model=sources[order[winner]], network=network,
+        refined=refined, retuning=retunings[winner], candidates=len(values),
+        refine_renders=refine_renders, seconds=time.perf_counter() - started)
 
-  def _scores(self, target: Target, pool) -> np.ndarray:
-    """MFCCD-13 of every candidate `(model, algorithm, classes)`, rendered in one batch."""
-    _, algorithms, classes = zip(*pool)
-    objective = search.Objective(target.audio, self.space, algorithms[0], self.renderer)
-    return objective(np.stack(classes), np.array(algorithms))
+  def _candidates(self, target: Target) -> tuple[list[str], np.ndarray, np.ndarray, list]:
+    """Every candidate: (sources, 1-based algorithms `[n]`, values `[n, num_params]` of
+    `VALUE_SPACE`, per candidate its network's per-value probabilities or None)."""
+    sources, algorithms, values, proposals = [], [], [], []
+    if self.predictor is not None:
+      probabilities = self.predictor.probabilities(target.audio[None])[:, 0]
+      network_space = self.predictor.space
+      guides = [value_search.value_proposal(p, network_space) for p in probabilities]
+      for model, algorithm in self._pairs:
+        found = candidates_lib.top_k_classes(probabilities[model], network_space,
+                                             self.settings.top_k)
+        values.extend(self.space.encode(network_space.decode(found, algorithm)))
+        sources += [str(self.predictor.models[model].workdir)] * len(found)
+        algorithms += [algorithm] * len(found)
+        proposals += [guides[model]] * len(found)
+    if self.library is not None:
+      nearest = self.library.nearest(target.audio, self.settings.library_k,
+                                     self.settings.algorithms)
+      values.extend(self.space.encode(self.library.voices[nearest]))
+      sources += [f"library:{self.library.sources[i]}" for i in nearest]
+      algorithms += self.library.algorithms[nearest].tolist()
+      proposals += [None] * len(nearest)
+    return sources, np.array(algorithms), np.stack(values), proposals
 
-  def _render(self, classes: np.ndarray, algorithm: int) -> np.ndarray:
-    return rendering.render_classes(self.space, classes[None], algorithm, self.renderer)[0]
+  def _objective(self, target: Target, algorithm: int) -> search.Objective:
+    """What scores this input's candidates (benchmarks record through it)."""
+    return search.Objective(target.audio, self.space, algorithm, self.renderer)
 
-  def _final_scores(self, target: Target, classes: np.ndarray, algorithm: int
+  def _render(self, values: np.ndarray, algorithm: int) -> np.ndarray:
+    return rendering.render_classes(self.space, values[None], algorithm, self.renderer)[0]
+
+  def _final_scores(self, target: Target, values: np.ndarray, algorithm: int
                     ) -> dict[str, float]:
-    audio = self._render(classes, algorithm)
+    audio = self._render(values, algorithm)
     scores = scoring.mfccd_scores(audio[None], target.audio[None], self.renderer.settings)
     return {name: float(value[0]) for name, value in scores.items()}
+
+
+def _start_of(values: np.ndarray, algorithm: int, starts: np.ndarray,
+              algorithms: np.ndarray) -> int:
+  """Index of the start `[m, num_params]` nearest to `values` (fewest parameters apart)."""
+  apart = (starts != values).sum(1) + 1000 * (algorithms != algorithm)
+  return int(np.argmin(apart))

@@ -61,6 +61,7 @@ class SearchResult:
     renders: candidates rendered.
     seconds: wall-clock time taken.
     trace: (renders so far, best score so far) after each batch, the start's first.
+    algorithm: the best candidate's 1-based algorithm, where the search chose among several.
   """
 
   classes: np.ndarray
@@ -69,6 +70,7 @@ class SearchResult:
   renders: int
   seconds: float
   trace: tuple[tuple[int, float], ...]
+  algorithm: int | None = None
 
 
 class Objective:

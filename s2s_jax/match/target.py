@@ -19,7 +19,8 @@ from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.match import pitch as pitch_lib
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than this everywhere is silence
-TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed
+TRIM_DB = 50.0  # leading samples more than this under the peak are trimmed...
+LEAD_SECONDS = 0.001  # ...but for this much before the onset: renders start so (see BUILD_NOTES)
 MIN_SECONDS = 0.1  # shortest sound (after trimming) worth matching
 
 
@@ -54,7 +55,8 @@ def load_target(path: str | os.PathLike, settings: ClipSpec = ClipSpec(),
   """
   source = source or str(path)
   try:
-    clip = io.read_audio(path, settings.sample_rate, settings.render_seconds, start_db=TRIM_DB)
+    clip = io.read_audio(path, settings.sample_rate, settings.render_seconds, start_db=TRIM_DB,
+                         lead_seconds=LEAD_SECONDS)
   except io.AudioReadError as e:
     raise TargetError(str(e).replace(str(path), source)) from None
   _check_loud(clip.peak, source)
@@ -75,7 +77,8 @@ def prepare_target(audio: np.ndarray, settings: ClipSpec, name: str,
     raise TargetError(f"{source}: the audio holds NaN or infinite samples")
   peak = float(np.max(np.abs(audio)))
   _check_loud(peak, source)
-  start = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
+  onset = int(np.argmax(np.abs(audio) > peak * 10 ** (-TRIM_DB / 20)))
+  start = max(0, onset - round(LEAD_SECONDS * settings.sample_rate))
   audio = audio[start:]
   seconds = len(audio) / settings.sample_rate if seconds is None else seconds
   if seconds < MIN_SECONDS:

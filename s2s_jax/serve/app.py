@@ -137,7 +137,9 @@ class Service:
     """`GET /ping`: the server's health, models and limits."""
     del request
     return JSONResponse({
-        "status": "ok", "models": [str(m.workdir) for m in self.matcher.predictor.models],
+        "status": "ok", "models": [str(m.workdir) for m in (
+            self.matcher.predictor.models if self.matcher.predictor else ())],
+        "library_voices": len(self.matcher.library) if self.matcher.library else 0,
         "algorithms": list(self.matcher.settings.algorithms), "pending": self.pending,
         "max_pending": self.max_pending, "max_upload_bytes": self.max_upload_bytes})
 
