@@ -110,3 +110,20 @@ def test_algorithms_are_1_based_above_the_byte():
   assert params.algorithm_of(voices).tolist() == [32, 5]
   with pytest.raises(ValueError, match="1..32"):
     params.set_algorithm(voices, 0)
+
+
+def test_flat_layout_blocks_and_indices():
+  space = ParameterSpace(num_bins=32)
+  names = list(space.names)
+  flat = np.arange(space.total_classes)
+  blocks = space.blocks(flat[None])
+  assert len(blocks) == 144 and blocks[names.index("TRANSPOSE")].shape == (1, 49)
+  assert blocks[names.index("LFO WAVE")].shape == (1, 6) and blocks[0].shape == (1, 8)
+  np.testing.assert_array_equal(np.concatenate(blocks, axis=-1), flat[None])
+  classes = np.zeros((2, space.num_params), np.int64)
+  classes[1, :2] = 5, 1  # FEEDBACK (8 classes) then OSC KEY SYNC (2)
+  index = space.flat_index(classes)
+  assert index[0, 0] == 0 and index[0, 1] == 8 and index[1, 0] == 5 and index[1, 1] == 9
+  np.testing.assert_array_equal(flat[index[1]], [b[0, c] for b, c in zip(blocks, classes[1])])
+  with pytest.raises(ValueError, match="classes on the last axis"):
+    space.blocks(flat[:-1])

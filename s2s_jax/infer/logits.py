@@ -1,7 +1,9 @@
 """The flat logits of the network: which block belongs to which parameter; classes, softmax.
 
 The model emits flat logits `[batch, total_classes]`; parameter k owns the block
-`logits[:, offsets[k]:offsets[k + 1]]` (`ParameterSpace.class_offsets`). `ClassLayout`
+`logits[:, offsets[k]:offsets[k + 1]]` (`ParameterSpace.class_offsets`). This flat layout is
+the one contract between the head, the losses, the predictor and the search: on the host,
+`ParameterSpace.blocks` and `ParameterSpace.flat_index` split it; on the device, `ClassLayout`
 gathers the blocks into one padded `[batch, num_params, max_classes]` array, padding at
 -inf, so each parameter's softmax is one vectorised op instead of a loop over 144 blocks.
 """

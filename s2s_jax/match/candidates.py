@@ -24,7 +24,7 @@ def top_k_classes(probabilities: np.ndarray, space: ParameterSpace, k: int) -> n
   """
   if k < 1:
     raise ValueError(f"k must be >= 1, got {k}")
-  blocks = np.split(np.asarray(probabilities, np.float64), space.class_offsets[1:-1])
+  blocks = space.blocks(np.asarray(probabilities, np.float64))
   order = [np.argsort(-block, kind="stable") for block in blocks]
   # cost[p][r]: log-probability lost by taking parameter p's r-th best class instead of its best.
   cost = [np.log(np.maximum(block[o[0]], 1e-300)) - np.log(np.maximum(block[o], 1e-300))

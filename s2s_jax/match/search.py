@@ -141,8 +141,9 @@ def local_search(objective: Objective, start: np.ndarray, proposal: np.ndarray, 
   Args:
     objective: scores candidates.
     start: `[num_params]` class indices to start from.
-    proposal: `[total_classes]` class probabilities laid out by `space.class_offsets` (each
-      block is normalised here); the network's to refine, `uniform_proposal` to hill-climb.
+    proposal: `[total_classes]` class probabilities in the flat layout (`space.blocks` splits
+      it; each block is normalised here); the network's to refine, `uniform_proposal` to
+      hill-climb.
     budget: the start's render counts against it.
     rng: draws the moves.
     batch_size: neighbours rendered per step.
@@ -164,14 +165,15 @@ def local_search(objective: Objective, start: np.ndarray, proposal: np.ndarray, 
   if batch_size < 1 or max_changes < 1:
     raise ValueError(f"batch_size and max_changes must be >= 1, got {batch_size}, {max_changes}")
   proposal = _mix_uniform(proposal, space, _CLASS_FLOOR)
+  blocks = space.blocks(proposal)
 
   started = time.monotonic()
   best, best_score = start, float(objective(start[None])[0])
   start_score, used, trace = best_score, 1, [(1, best_score)]
   while used < budget.renders and time.monotonic() - started < budget.seconds:
-    current = proposal[space.class_offsets[:-1] + best]
+    current = proposal[space.flat_index(best)]
     weights = np.where(movable, 1.0 - current + _MOVE_FLOOR, 0.0)
-    candidates = np.stack([_neighbour(rng, best, proposal, weights, space, max_changes)
+    candidates = np.stack([_neighbour(rng, best, blocks, weights, max_changes)
                            for _ in range(min(batch_size, budget.renders - used))])
     scores = objective(candidates)
     used += len(candidates)
@@ -264,14 +266,15 @@ def _mix_uniform(proposal: np.ndarray, space: ParameterSpace, floor: float) -> n
           + floor / np.repeat(sizes, sizes).astype(np.float64))
 
 
-def _neighbour(rng: np.random.Generator, classes: np.ndarray, proposal: np.ndarray,
-               weights: np.ndarray, space: ParameterSpace, max_changes: int) -> np.ndarray:
-  """`classes` `[num_params]` with 1..max_changes parameters, drawn by `weights`, moved."""
+def _neighbour(rng: np.random.Generator, classes: np.ndarray, blocks: list[np.ndarray],
+               weights: np.ndarray, max_changes: int) -> np.ndarray:
+  """`classes` `[num_params]` with 1..max_changes parameters, drawn by `weights`, moved to a
+  class drawn from their proposal `blocks` (`ParameterSpace.blocks`)."""
   count = rng.integers(1, min(max_changes, np.count_nonzero(weights)) + 1)
-  moved = rng.choice(space.num_params, size=count, replace=False, p=weights / weights.sum())
+  moved = rng.choice(len(classes), size=count, replace=False, p=weights / weights.sum())
   neighbour = classes.copy()
   for k in moved:
-    block = proposal[space.class_offsets[k]:space.class_offsets[k + 1]].copy()
+    block = blocks[k].copy()
     block[classes[k]] = 0.0
     neighbour[k] = rng.choice(len(block), p=block / block.sum())
   return neighbour

@@ -65,10 +65,8 @@ def is_ordered() -> np.ndarray:
 def value_proposal(probabilities: np.ndarray, space: ParameterSpace) -> np.ndarray:
   """A network's class probabilities `[space.total_classes]` -> per-value probabilities
   `[VALUE_SPACE.total_classes]`: a bin's mass shared evenly among the values it decodes to."""
-  probabilities = np.asarray(probabilities, np.float64)
   blocks = []
-  for k in range(space.num_params):
-    block = probabilities[space.class_offsets[k]:space.class_offsets[k + 1]]
+  for k, block in enumerate(space.blocks(np.asarray(probabilities, np.float64))):
     if space.is_continuous[k]:
       values = np.arange(VALUE_SPACE.num_classes[k])
       bins = np.floor(values * (space.num_bins - 1) / 99 + 0.5).astype(int)  # as space.encode
@@ -144,7 +142,8 @@ class _Moves:
   def __init__(self, space: ParameterSpace, settings: SearchSettings,
                proposal: np.ndarray | None, movable: np.ndarray, rng: np.random.Generator):
     self.space, self.settings, self.rng = space, settings, rng
-    self.proposal = None if proposal is None else np.asarray(proposal, np.float64)
+    self.proposal_blocks = (None if proposal is None
+                            else space.blocks(np.asarray(proposal, np.float64)))
     self.movable = movable
     self.ordered = is_ordered()
     self.maxima = space.num_classes - 1
@@ -165,11 +164,11 @@ class _Moves:
 
   def _move(self, k: int, value: int) -> int:
     top = int(self.maxima[k])
-    network = self.proposal is not None and self.rng.random() < self.settings.network_share
+    network = self.proposal_blocks is not None and self.rng.random() < self.settings.network_share
     if network or not self.ordered[k]:
       block = np.full(top + 1, 1.0 / (top + 1))
       if network:
-        block += self.proposal[self.space.class_offsets[k]:self.space.class_offsets[k + 1]]
+        block += self.proposal_blocks[k]
       block[value] = 0.0
       return int(self.rng.choice(top + 1, p=block / block.sum()))
     size = max(1.0, self.step * (top + 1) / 100)

@@ -76,6 +76,19 @@ class ParameterSpace:
   def total_classes(self) -> int:
     return int(self.class_offsets[-1])
 
+  def blocks(self, flat: np.ndarray) -> list[np.ndarray]:
+    """Flat `[..., total_classes]` (logits or probabilities) -> each parameter's block
+    `[..., num_classes[k]]`, as views in parameter order."""
+    flat = np.asarray(flat)
+    if flat.shape[-1] != self.total_classes:
+      raise ValueError(f"expected {self.total_classes} classes on the last axis, "
+                       f"got shape {flat.shape}")
+    return np.split(flat, self.class_offsets[1:-1], axis=-1)
+
+  def flat_index(self, classes: np.ndarray) -> np.ndarray:
+    """Class indices `[..., num_params]` -> their positions in the flat layout, same shape."""
+    return self.class_offsets[:-1] + np.asarray(classes)
+
   def encode(self, voices: np.ndarray) -> np.ndarray:
     """Voices `[..., 155]` uint8 -> class indices `[..., num_params]` int32.
 
