@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="MFCCs compared: 13 as the paper (default), 30 as the reference code")
   args = parser.parse_args(argv)
   try:
-    a, b = (io.read_audio(path, spec.sample_rate, spec.duration_seconds).audio
+    a, b = (io.read_audio(path, spec.sample_rate, spec.clip.render_seconds).audio
             for path in (args.a, args.b))
   except io.AudioReadError as error:
     print(f"s2s-mfccd: error: {error}", file=sys.stderr)
