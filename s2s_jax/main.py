@@ -8,16 +8,27 @@ first, and the cluster tells it the coordinator and its rank (Cloud TPU VMs, SLU
 or `--coordinator_address`, `--num_processes` and `--process_id` do. See launch/README.md.
 If any process fails (or is killed), every other one stops at its next collective with exit
 status 1; running the same command again resumes the whole job from the last checkpoint.
+
+Quiet by default: the dataset build, one line per logged step (loss, time left), validation
+and the test table; `--verbose` adds absl, JAX, orbax and TFDS messages. `--helpfull` lists
+every field of the configuration (with `--config=FILE[:VARIANT]`, that configuration's).
 """
 
 import os
 import sys
+
+from s2s_jax.util import console
+
+console.quiet("--verbose" in sys.argv[1:])  # before TensorFlow loads (through TFDS)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+import tensorflow_datasets as tfds
 
 from s2s_jax.train import train
 
@@ -30,13 +41,46 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.", lower_bound=1)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank, 0-based.",
                                    lower_bound=0)
-config_flags.DEFINE_config_file("config", "configs/t6.py:tiny", "Training configuration.",
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show absl, JAX, orbax and TFDS log "
+                             "messages and TFDS's progress bars.")
+_DEFAULT_CONFIG = "configs/t6.py:tiny"
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training configuration: FILE[:VARIANT]; "
+                                "override a field with --config.FIELD=VALUE (fields: --helpfull).",
                                 lock_config=True)
+
+
+def config_fields(config, prefix: str = "--config.") -> list[str]:
+  """`--config.FIELD: value` for every field of a ConfigDict, nested fields dotted."""
+  lines = []
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      lines += config_fields(value, f"{prefix}{key}.")
+    else:
+      lines.append(f"  {prefix}{key}: {value!r}")
+  return lines
+
+
+def _help_with_config_fields(argv: list[str]) -> None:
+  """For --helpfull: the module's help ends with the fields of the --config named."""
+  named = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  try:
+    config = config_flags._ConfigFileParser(name="config").parse(  # pylint: disable=protected-access
+        named[-1] if named else _DEFAULT_CONFIG)
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    fields = [f"  (cannot list: {e})"]
+  else:
+    fields = config_fields(config)
+  global __doc__  # pylint: disable=global-statement
+  __doc__ += (f"\nConfiguration fields of {named[-1] if named else _DEFAULT_CONFIG} "
+              "(override with --config.FIELD=VALUE):\n" + "\n".join(fields) + "\n")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _VERBOSE.value:
+    console.quiet()  # absl's handler is set up by now
+    tfds.disable_progress_bar()
   if _MULTIHOST.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
@@ -74,4 +118,6 @@ def _stop_job(error: Exception) -> None:
 
 
 if __name__ == "__main__":
+  if "--helpfull" in sys.argv:
+    _help_with_config_fields(sys.argv)
   app.run(main)

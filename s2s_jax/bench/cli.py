@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from s2s_jax.util.arguments import HelpFormatter
+
 # Subcommand name -> module exposing `add_arguments(parser)` and `run(args)`.
 SUBCOMMANDS = {
     "render": "s2s_jax.bench.render",
@@ -19,12 +21,15 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="s2s-bench", description=__doc__)
-  commands = parser.add_subparsers(dest="command", required=True)
+  parser = argparse.ArgumentParser(prog="s2s-bench", description=__doc__,
+                                   formatter_class=HelpFormatter)
+  commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND",
+                                   help="one of: " + ", ".join(SUBCOMMANDS))
   modules = {}
   for name, module_name in SUBCOMMANDS.items():
     module = importlib.import_module(module_name)
-    sub = commands.add_parser(name, help=module.__doc__.splitlines()[0])
+    sub = commands.add_parser(name, help=module.__doc__.splitlines()[0],
+                              description=module.__doc__, formatter_class=HelpFormatter)
     sub.add_argument("--json", default=f"bench_results/{name}.json",
                      help="where to write the JSON results")
     module.add_arguments(sub)

@@ -11,14 +11,16 @@ For one prepared input (`target.Target`):
    the input's pitch;
 4. a search in the voices' own values (`value_search`) from those candidates, guided by the
    best network candidate's probabilities where there is a network, lowers MFCCD further within
-   a budget of renders and seconds (TRANSPOSE held when retuned).
+   a budget of renders and seconds (TRANSPOSE held when retuned);
+5. the distinct voices rendered on the way are ranked by MFCCD-13 for the user to audition
+   (`Match.ranked`: the match first, then the candidates, then the search's other voices).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +39,17 @@ from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 
 ALL_ALGORITHMS = tuple(range(1, params.NUM_ALGORITHMS + 1))
+RANKED = 32  # voices ranked for the user: a DX7 bank
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+  """One voice the match rendered: `voice` `[155]` uint8, its 1-based `algorithm`, its
+  MFCCD-13 against the input and where it came from (as `Match.model`, or "search")."""
+  voice: np.ndarray
+  algorithm: int
+  mfccd13: float
+  source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +98,8 @@ class Match:
     candidates: voices rendered to select (search renders not included).
     refine_renders: voices rendered by the search.
     seconds: wall-clock time of the whole match.
+    ranked: at most `RANKED` distinct voices by MFCCD-13, the match first: the selection's
+      candidates (retuned where they were), then the search's best other voices.
   """
   name: str
   voice: np.ndarray
@@ -96,6 +111,7 @@ class Match:
   candidates: int
   refine_renders: int
   seconds: float
+  ranked: tuple[Ranked, ...] = ()
 
   @property
   def mfccd(self) -> dict[str, float]:
@@ -130,13 +146,16 @@ class Matcher:
     self.library = library
     self.space = value_search.VALUE_SPACE
 
-  def match(self, target: Target) -> Match:
+  def match(self, target: Target, progress: Callable[[float], None] | None = None) -> Match:
+    """Matches one input; `progress` is told the fraction done (by renders) as it goes."""
     started = time.perf_counter()
     sources, algorithms, values, proposals = self._candidates(target)
-    objective = self._objective(target, algorithms[0])
+    renders = len(values) + self.settings.starts + (
+        self.settings.refine.renders if self.settings.refine else 0)
+    objective = _Recorder(self._objective(target, algorithms[0]), progress, renders)
     order = np.argsort(objective(values, algorithms), kind="stable")[:self.settings.starts]
 
-    retunings = []
+    proposed, retunings = values.copy(), []
     for i in order:
       voice_pitch = pitch_lib.estimate_pitch(self._render(values[i], algorithms[i]),
                                              self.renderer.settings.sample_rate)
@@ -144,6 +163,7 @@ class Matcher:
       retunings.append(retuning)
     best = order[0]
     network = self._final_scores(target, values[best], algorithms[best])
+    objective.record(values[order], algorithms[order], network["mfccd13"], rescored=True)
 
     refined, refine_renders, algorithm, voice = None, 0, algorithms[best], values[best]
     winner = 0
@@ -158,11 +178,14 @@ class Matcher:
       voice, algorithm, refine_renders = result.classes, result.algorithm, result.renders
       refined = self._final_scores(target, voice, algorithm)
       winner = _start_of(result.classes, algorithm, values[order], algorithms[order])
+    final = (refined or network)["mfccd13"]
     return Match(
         name=target.name, voice=self.space.decode(voice, algorithm, name=target.name),
         algorithm=int(algorithm), model=sources[order[winner]], network=network,
         refined=refined, retuning=retunings[winner], candidates=len(values),
-        refine_renders=refine_renders, seconds=time.perf_counter() - started)
+        refine_renders=refine_renders, seconds=time.perf_counter() - started,
+        ranked=objective.ranked(self.space, voice, algorithm, final, sources[order[winner]],
+                                np.concatenate([proposed, values]), sources, target.name))
 
   def _candidates(self, target: Target) -> tuple[list[str], np.ndarray, np.ndarray, list]:
     """Every candidate: (sources, 1-based algorithms `[n]`, values `[n, num_params]` of
@@ -200,6 +223,63 @@ class Matcher:
     audio = self._render(values, algorithm)
     scores = scoring.mfccd_scores(audio[None], target.audio[None], self.renderer.settings)
     return {name: float(value[0]) for name, value in scores.items()}
+
+
+class _Recorder:
+  """An objective that remembers every voice it scored (its latest score), in call order."""
+
+  def __init__(self, objective: search.Objective, progress: Callable[[float], None] | None,
+               renders: int):
+    self.objective = objective
+    self.space = objective.space
+    self.scores: dict[tuple[int, bytes], float] = {}
+    self.progress = progress
+    self.renders = renders
+
+  def __call__(self, values: np.ndarray, algorithms: np.ndarray | None = None) -> np.ndarray:
+    scores = self.objective(values, algorithms)
+    self.record(values, algorithms, scores)
+    if self.progress:
+      self.progress(min(1.0, self.objective.renders / self.renders))
+    return scores
+
+  def record(self, values: np.ndarray, algorithms, scores, rescored: bool = False) -> None:
+    """Scores of `values` `[n, num_params]`; `rescored`: only the first is a new score (the
+    retuned best start), the others are retuned but not yet scored (dropped)."""
+    values = np.asarray(values)
+    algorithms = np.broadcast_to(self.objective.algorithm if algorithms is None else algorithms,
+                                 len(values))
+    scores = np.broadcast_to(scores, len(values))
+    for i, (row, algorithm, score) in enumerate(zip(values, algorithms, scores)):
+      key = (int(algorithm), np.asarray(row, np.int32).tobytes())
+      if rescored and i:
+        continue
+      self.scores.pop(key, None)  # a later score replaces an earlier one
+      self.scores[key] = float(score)
+
+  def ranked(self, space, voice: np.ndarray, algorithm: int, score: float, source: str,
+             candidates: np.ndarray, sources: list[str], name: str) -> tuple[Ranked, ...]:
+    """The match, then the candidates (each once, its best score: retuned or not), then the
+    search's other voices, each group by score; voices that play alike (equal after decoding)
+    once. `candidates` `[2n, num_params]` are the n candidates as proposed, then as retuned."""
+    n = len(candidates) // 2
+    origin = {np.asarray(v, np.int32).tobytes(): i % n for i, v in enumerate(candidates)}
+    entries = [(0, score, algorithm, np.asarray(voice, np.int32), source, -1)]
+    for (alg, key), value in self.scores.items():
+      i = origin.get(key)
+      entries.append((2, value, alg, np.frombuffer(key, np.int32), "search", -1) if i is None
+                     else (1, value, alg, np.frombuffer(key, np.int32), sources[i], i))
+    ranked, seen, used = [], set(), set()
+    for _, value, alg, row, where, i in sorted(entries, key=lambda e: e[:2]):
+      decoded = space.decode(row, alg, name=f"{name[:7]} {len(ranked) + 1:02d}")
+      sound = np.delete(decoded, np.r_[params.NAME_BYTES]).tobytes()
+      if sound not in seen and i not in used:
+        seen.add(sound)
+        used.add(i if i >= 0 else None)
+        ranked.append(Ranked(decoded, int(alg), value, where))
+      if len(ranked) == RANKED:
+        break
+    return tuple(ranked)
 
 
 def _start_of(values: np.ndarray, algorithm: int, starts: np.ndarray,

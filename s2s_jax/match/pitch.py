@@ -64,7 +64,7 @@ class Retuning:
   semitones: int
   transpose: int  # the DX7 TRANSPOSE value set (0..48)
   in_range: bool
-  message: str
+  message: str  # the move in words (the notes played are measured on the final rendering)
 
 
 def retune(classes: np.ndarray, space: ParameterSpace, voice_pitch: Pitch,
@@ -85,8 +85,7 @@ def retune(classes: np.ndarray, space: ParameterSpace, voice_pitch: Pitch,
     transpose -= 12
   while transpose < 0:
     transpose += 12
-  message = (f"TRANSPOSE {current} -> {transpose} ({transpose - current:+d} "
-             f"semitones, {voice_pitch.note} -> {target_pitch.note})")
+  message = f"TRANSPOSE {current} -> {transpose} ({transpose - current:+d} semitones)"
   if transpose != wanted:
     octaves = abs(wanted - transpose) // 12
     message += (f": the input's pitch is out of the DX7's transpose range from this voice, so "

@@ -90,6 +90,15 @@ def prepare_target(audio: np.ndarray, settings: ClipSpec, name: str,
                 pitch=pitch_lib.estimate_pitch(audio, settings.sample_rate))
 
 
+def read_fitted(path: str | os.PathLike, settings: ClipSpec = ClipSpec()) -> np.ndarray:
+  """A sound file as matching compares it `[settings.num_samples]`: mono at the render rate,
+  leading silence trimmed as `load_target` trims it, cropped or zero-padded (io.AudioReadError
+  if unreadable)."""
+  audio = io.read_audio(path, settings.sample_rate, settings.render_seconds, start_db=TRIM_DB,
+                        lead_seconds=LEAD_SECONDS).audio
+  return np.pad(audio, (0, settings.num_samples - len(audio)))
+
+
 def _check_loud(peak: float, source: str) -> None:
   if peak < SILENCE_PEAK:
     raise TargetError(f"{source}: the sound is silent (peak {_dbfs(peak)} dBFS, below "

@@ -3,8 +3,10 @@
 Routes:
 - `POST /`: the Sound2Synth Dexed plug-in's request, the sound under the form field
   "Upload File" -> the flat {Dexed parameter name: value in [0, 1]} object it applies;
-- `POST /match`: the sound under "file" -> scores, parameters and links to the match's files;
-- `GET /results/<id>/<file>`: those files (the input as received, .syx, .json, .wav, .png);
+- `POST /match`: the sound under "file" -> its summary entry (`export.summary_entry`, the
+  schema of s2s-match's summary.json), the parameters and links to the match's files;
+- `GET /results/<id>/<file>`: those files (the input as received, .syx, _bank.syx, .json,
+  .wav, .png), and `<slot>.wav` for slot 1..32 of the bank, rendered when asked;
 - `GET /ping`: health; `GET /`: the web page (upload or record a sound, listen, download).
 
 Errors are JSON {"error": message}: 400 no sound file or a malformed form, 408 a body that did
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import http
 import math
 import pathlib
@@ -41,7 +44,10 @@ from s2s_jax.match import export
 from s2s_jax.match import target as target_lib
 from s2s_jax.match.matcher import Match, Matcher
 from s2s_jax.synth import host
+from s2s_jax.synth import sysex
+from s2s_jax.util import files
 
+SLOT_WAV = "slot{}.wav"  # a bank voice's rendering, made when first asked for
 PLUGIN_FIELD = "Upload File"  # the Sound2Synth plug-in's form field
 API_FIELDS = ("file", PLUGIN_FIELD)
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -84,6 +90,11 @@ class Results:
   def get(self, result_id: str, filename: str) -> pathlib.Path | None:
     return self._files.get(result_id, {}).get(filename)
 
+  def bank(self, result_id: str) -> pathlib.Path | None:
+    """The match's NAME_bank.syx, if the match is kept."""
+    return next((path for name, path in self._files.get(result_id, {}).items()
+                 if name.endswith(export.OUTPUTS["bank"])), None)
+
   def close(self) -> None:
     if self.owned:
       shutil.rmtree(self.root, ignore_errors=True)
@@ -114,18 +125,25 @@ class Service:
     """`POST /match`: the upload -> the summary entry, parameters and links to the files."""
     async with self._upload(request, API_FIELDS) as sound:
       with self.results.new() as (result_id, folder):
-        match, target, paths = await self._run(self._match_and_export, sound, folder)
-        self.results.add(result_id, paths)
-    entry = export.summary_entry(match, target, sound.filename or "upload", paths)
-    del entry["outputs"]  # server paths: the links replace them
-    entry["mfccd"] = {"network": entry.pop("network"), "refined": entry.pop("refined")}
+        match, target, written = await self._run(self._match_and_export, sound, folder)
+        self.results.add(result_id, written.paths)
+    entry = export.summary_entry(match, target, sound.filename or "upload", written)
+    del entry["outputs"]["input"]
+    for alternative in entry["alternatives"]:
+      alternative["link"] = f"/results/{result_id}/{SLOT_WAV.format(alternative['slot'])}"
     return JSONResponse({
         "id": result_id, **entry, "parameters": host.to_dexed_json(match.voice),
-        "links": {kind: f"/results/{result_id}/{path.name}" for kind, path in paths.items()}})
+        "links": {kind: f"/results/{result_id}/{path.name}"
+                  for kind, path in written.paths.items()}})
 
   async def result_file(self, request: Request) -> FileResponse:
     """`GET /results/<id>/<file>`: one file of a recent match."""
-    path = self.results.get(request.path_params["result_id"], request.path_params["filename"])
+    result_id, filename = request.path_params["result_id"], request.path_params["filename"]
+    path = self.results.get(result_id, filename)
+    slot = re.fullmatch(SLOT_WAV.format(r"([1-9][0-9]?)"), filename)
+    bank = self.results.bank(result_id)
+    if path is None and slot and bank and int(slot[1]) <= export.RANKED:
+      path = await self._run(self._render_slot, bank, int(slot[1]))
     if path is None:
       raise HTTPException(404, f"no such result file: {request.url.path} (only the latest "
                                f"{self.results.keep} matches are kept)")
@@ -211,6 +229,15 @@ class Service:
         self.retry_after = max(1, math.ceil(time.perf_counter() - started))
     return await asyncio.get_running_loop().run_in_executor(self._worker, timed)
 
+  def _render_slot(self, bank: pathlib.Path, slot: int) -> pathlib.Path:
+    """Voice `slot` (1-based) of a match's bank as a WAV beside it (rendered once)."""
+    path = bank.with_name(SLOT_WAV.format(slot))
+    if not path.exists():
+      audio = self.matcher.renderer.render(sysex.read(bank)[slot - 1])
+      files.write_atomic(path, export.wav_bytes(audio, self.matcher.renderer.settings.sample_rate,
+                                                self.matcher.renderer.settings.sample_rate)[0])
+    return path
+
   def _match(self, sound: UploadFile, folder: pathlib.Path
              ) -> tuple[Match, target_lib.Target, dict[str, pathlib.Path]]:
     """Saves the upload into `folder` and matches it -> (match, target, {"input": path})."""
@@ -227,10 +254,11 @@ class Service:
 
   def _match_and_export(self, sound: UploadFile, folder: pathlib.Path
                         ) -> tuple[Match, target_lib.Target, dict[str, pathlib.Path]]:
-    """`_match`, then the match's files written beside the input."""
+    """`_match`, then the match's files written beside the input -> (match, target, the
+    files written, the input's path among them)."""
     match, target, paths = self._match(sound, folder)
-    return match, target, {**paths, **export.write_outputs(folder, match, target,
-                                                             self.matcher.renderer)}
+    written = export.write_outputs(folder, match, target, self.matcher.renderer, paths["input"])
+    return match, target, dataclasses.replace(written, paths={**paths, **written.paths})
 
 
 def create_app(matcher: Matcher, *, max_upload_bytes: int = 20 * 2**20, max_pending: int = 4,

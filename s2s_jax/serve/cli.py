@@ -17,12 +17,13 @@ from s2s_jax.match import cli as match_cli
 from s2s_jax.match import target as target_lib
 from s2s_jax.serve import app as app_lib
 from s2s_jax.synth import params
-from s2s_jax.util.arguments import bounded
+from s2s_jax.util import console
+from s2s_jax.util.arguments import HelpFormatter, bounded
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="s2s-serve", description="Serves Dexed (DX7) presets that sound like uploaded "
+      prog="s2s-serve", formatter_class=HelpFormatter, description="Serves Dexed (DX7) presets that sound like uploaded "
       "sounds: the Sound2Synth plug-in's protocol, a JSON API and a web page.")
   parser.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
   try:
     sock = _bind(args.host, args.port)  # before the slow model loading: fail fast if taken
+    console.quiet(args.verbose)
     matcher = match_cli.create_matcher(args)
     _warm_up(matcher)
   except (ValueError, OSError) as e:  # workdir.ModelError is a ValueError

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 from typing import Any, Callable
 
@@ -313,7 +314,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   optimizer = create_optimizer(config, updates_per_epoch)
   state = jax.jit(functools.partial(create_state, model, optimizer, seed=config.seed,
                                     batch_size=1), out_shardings=replicated)(banks)
-  logging.info("model parameters: %d", sound2synth.count_parameters(state.params))
 
   batches = input_pipeline.train_batches(config, dataset, space)
   checkpoints = checkpointing.Checkpoints(workdir)
@@ -322,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if restored is not None:
     state, progress = restored
     loop = LoopState(**progress)
-    logging.info("resumed from step %d", int(state.step))
+    print(f"resumed from step {int(state.step)}", file=sys.stderr, flush=True)
   writer = writers.MetricWriter(workdir, restored_step=int(state.step))
 
   p_train_step = jax.jit(functools.partial(train_step, layout=layout, config=config),
@@ -341,6 +341,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   evaluator = Evaluator(config, space, dataset, run_eval, checkpoints, writer)
   step = int(state.step)
+  if jax.process_index() == 0:
+    print(f"training on {config.dataset_config}: "
+          f"{sound2synth.count_parameters(state.params):,} parameters, {total_steps} steps "
+          f"({config.num_epochs} epochs), checkpoints in {workdir}", flush=True)
   clock = writers.Progress(total_steps, step)
   started = time.perf_counter()
   train_metrics = []

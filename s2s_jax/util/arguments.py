@@ -18,3 +18,19 @@ def bounded(kind, low, high=None):
           f"must be in [{low}, {high}], got {text}")
     return value
   return parse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """Help that keeps the description's line breaks and ends each option's help with its
+  default, unless the help already names one or there is none (None, False)."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    text = action.help or ""
+    default = action.default
+    if action.required and action.option_strings:
+      return text if "required" in text else f"{text} (required)"
+    if ("default" in text or not action.option_strings or default is None or default is False
+        or default is argparse.SUPPRESS or default == ""):
+      return text
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    return f"{text} (default: {shown})"
