@@ -64,8 +64,8 @@ def _help_with_config_fields(argv: list[str]) -> None:
   """For --helpfull: the module's help ends with the fields of the --config named."""
   named = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
   try:
-    config = config_flags._ConfigFileParser(name="config").parse(  # pylint: disable=protected-access
-        named[-1] if named else _DEFAULT_CONFIG)
+    parser = config_flags.config_flags._ConfigFileParser  # pylint: disable=protected-access
+    config = parser(name="config").parse(named[-1] if named else _DEFAULT_CONFIG)
   except Exception as e:  # pylint: disable=broad-exception-caught
     fields = [f"  (cannot list: {e})"]
   else:

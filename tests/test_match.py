@@ -18,6 +18,7 @@ from s2s_jax.audio import mfccd
 from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
+from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
@@ -122,16 +123,15 @@ def test_s2s_match_writes_every_output_for_every_input(matched, sounds):
   assert [entry["name"] for entry in summary] == list(sounds)
   for entry in summary:
     name = entry["name"]
-    assert {pathlib.Path(p).name for p in entry["outputs"].values()} == {
-        f"{name}.{ext}" for ext in ("syx", "json", "wav", "png")}
+    assert set(entry["outputs"].values()) == {f"{name}{s}" for s in export.OUTPUTS.values()}
     assert entry["algorithm"] == 5 and 0 < entry["seconds"]
     assert entry["refined"]["mfccd13"] <= entry["network"]["mfccd13"] + 1e-6
     assert set(entry["network"]) == {"mfccd13", "mfccd30"}
-    assert f"{name}: algorithm 5, MFCCD-13" in result.stdout
+    assert f"{name}: MFCCD-13 {entry['mfccd']['mfccd13']:.2f}" in result.stdout
     image = PIL.Image.open(out / f"{name}.png")
     assert image.format == "PNG" and image.size[0] > image.size[1] > 100
   assert sorted(p.name for p in out.iterdir()) == sorted(
-      ["summary.json"] + [f"{n}.{e}" for n in sounds for e in ("syx", "json", "wav", "png")])
+      ["summary.json"] + [f"{n}{s}" for n in sounds for s in export.OUTPUTS.values()])
 
 
 def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
@@ -140,7 +140,8 @@ def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
     voice = sysex.read(out / f"{entry['name']}.syx")[0]
     assert voice[params.ALGORITHM_BYTE] + 1 == entry["algorithm"]
     assert params.voice_name(voice) == entry["name"][:10]
-    from_json = host.from_dexed_json(json.loads((out / f"{entry['name']}.json").read_text()))
+    from_json = host.from_dexed_json(
+        json.loads((out / f"{entry['name']}.json").read_text())["host"])
     np.testing.assert_array_equal(params.with_name(from_json, entry["name"]), voice)
     target = target_lib.load_target(sounds[entry["name"]])
     rendering = render.DexedRenderer().render(voice)
@@ -153,8 +154,8 @@ def test_the_wav_lasts_as_long_as_the_input(matched, sounds):
   out, _ = matched
   for name, path in sounds.items():
     target = target_lib.load_target(path)
-    info = soundfile.info(out / f"{name}.wav")
-    assert info.samplerate == 48_000 and info.frames == round(target.seconds * 48_000)
+    info, rate = soundfile.info(out / f"{name}.wav"), soundfile.info(path).samplerate
+    assert info.samplerate == rate and abs(info.frames - target.seconds * rate) <= 1
 
 
 def test_a_pitched_input_is_matched_at_its_pitch(matched, sounds):
@@ -186,7 +187,7 @@ def test_a_batch_matches_every_good_input_and_reports_each_bad_one(tmp_path, tin
   assert len(failures) == 4 and all(m in result.stderr for m in bad.values()), result.stderr
   assert "4 of 5 input(s) failed" in result.stderr
   assert sorted(p.name for p in out.iterdir()) == [
-      "dexed.json", "dexed.png", "dexed.syx", "dexed.wav", "summary.json"]
+      "dexed.json", "dexed.png", "dexed.syx", "dexed.wav", "dexed_bank.syx", "summary.json"]
   assert [e["name"] for e in json.loads((out / "summary.json").read_text())] == ["dexed"]
 
 
@@ -231,7 +232,7 @@ def test_s2s_match_never_replaces_an_input_or_earlier_files_and_merges_summary(
   summary = json.loads((out / "summary.json").read_text())
   assert [e["name"] for e in summary] == ["first", "second"]
   assert {p.name for p in out.iterdir()} == {"summary.json"} | {
-      f"{n}.{e}" for n in ("first", "second") for e in ("syx", "json", "wav", "png")}
+      f"{n}{s}" for n in ("first", "second") for s in export.OUTPUTS.values()}
   assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in out.iterdir())
 
 

@@ -260,14 +260,11 @@ def pitch_entry(match: Match, heard: pitch_lib.Pitch, played: pitch_lib.Pitch) -
   if heard.hz is None:
     note = "input unpitched: TRANSPOSE left as found"
   elif retuning is None:
-    note = "match unpitched at selection: TRANSPOSE left as found"
+    note = f"input {heard.note}: match unpitched at selection, TRANSPOSE left as found"
   else:
-    note = retuning.message
-  if played.hz is None:
-    note += "; the match plays no clear pitch"
-  else:
-    note += f"; the match plays {played.note}" + (
-        f" for the input's {heard.note}" if heard.hz is not None else "")
+    note = f"input {heard.note}: {retuning.message}"
+  note += (f"; the match plays {played.note}" if played.hz is not None
+           else "; the match plays no clear pitch")
   return {"input_hz": heard.hz, "input_note": heard.note,
           "voiced_fraction": heard.voiced_fraction,
           "match_hz": played.hz, "match_note": played.note,

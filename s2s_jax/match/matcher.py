@@ -13,7 +13,7 @@ For one prepared input (`target.Target`):
    best network candidate's probabilities where there is a network, lowers MFCCD further within
    a budget of renders and seconds (TRANSPOSE held when retuned);
 5. the distinct voices rendered on the way are ranked by MFCCD-13 for the user to audition
-   (`Match.ranked`: the match first, then the candidates, then the search's other voices).
+   (`Match.ranked`: the match first, then the others by score, near copies left out).
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ from s2s_jax.synth import render as R
 
 ALL_ALGORITHMS = tuple(range(1, params.NUM_ALGORITHMS + 1))
 RANKED = 32  # voices ranked for the user: a DX7 bank
+MIN_APART = 16  # parameters in which a ranked voice differs from each better one
 
 
 @dataclasses.dataclass(frozen=True)
 class Ranked:
   """One voice the match rendered: `voice` `[155]` uint8, its 1-based `algorithm`, its
-  MFCCD-13 against the input and where it came from (as `Match.model`, or "search")."""
+  MFCCD-13 against the input and where it came from (as `Match.model`, or "search from" and
+  the candidate nearest to it)."""
   voice: np.ndarray
   algorithm: int
   mfccd13: float
@@ -98,8 +100,8 @@ class Match:
     candidates: voices rendered to select (search renders not included).
     refine_renders: voices rendered by the search.
     seconds: wall-clock time of the whole match.
-    ranked: at most `RANKED` distinct voices by MFCCD-13, the match first: the selection's
-      candidates (retuned where they were), then the search's best other voices.
+    ranked: at most `RANKED` distinct voices by MFCCD-13, the match first (see
+      `_Recorder.ranked`): candidates (retuned or not) and the search's voices.
   """
   name: str
   voice: np.ndarray
@@ -163,7 +165,7 @@ class Matcher:
       retunings.append(retuning)
     best = order[0]
     network = self._final_scores(target, values[best], algorithms[best])
-    objective.record(values[order], algorithms[order], network["mfccd13"], rescored=True)
+    objective.record(values[best][None], algorithms[best][None], network["mfccd13"])
 
     refined, refine_renders, algorithm, voice = None, 0, algorithms[best], values[best]
     winner = 0
@@ -226,7 +228,7 @@ class Matcher:
 
 
 class _Recorder:
-  """An objective that remembers every voice it scored (its latest score), in call order."""
+  """An objective that remembers every voice it scored, and tells `progress` how far it is."""
 
   def __init__(self, objective: search.Objective, progress: Callable[[float], None] | None,
                renders: int):
@@ -243,42 +245,37 @@ class _Recorder:
       self.progress(min(1.0, self.objective.renders / self.renders))
     return scores
 
-  def record(self, values: np.ndarray, algorithms, scores, rescored: bool = False) -> None:
-    """Scores of `values` `[n, num_params]`; `rescored`: only the first is a new score (the
-    retuned best start), the others are retuned but not yet scored (dropped)."""
-    values = np.asarray(values)
+  def record(self, values: np.ndarray, algorithms: np.ndarray | None, scores) -> None:
+    """Scores `[n]` of `values` `[n, num_params]` (a later score of a voice replaces one)."""
     algorithms = np.broadcast_to(self.objective.algorithm if algorithms is None else algorithms,
                                  len(values))
-    scores = np.broadcast_to(scores, len(values))
-    for i, (row, algorithm, score) in enumerate(zip(values, algorithms, scores)):
-      key = (int(algorithm), np.asarray(row, np.int32).tobytes())
-      if rescored and i:
-        continue
-      self.scores.pop(key, None)  # a later score replaces an earlier one
-      self.scores[key] = float(score)
+    for row, algorithm, score in zip(values, algorithms, np.broadcast_to(scores, len(values))):
+      self.scores[(int(algorithm), np.asarray(row, np.int32).tobytes())] = float(score)
 
   def ranked(self, space, voice: np.ndarray, algorithm: int, score: float, source: str,
              candidates: np.ndarray, sources: list[str], name: str) -> tuple[Ranked, ...]:
-    """The match, then the candidates (each once, its best score: retuned or not), then the
-    search's other voices, each group by score; voices that play alike (equal after decoding)
-    once. `candidates` `[2n, num_params]` are the n candidates as proposed, then as retuned."""
-    n = len(candidates) // 2
-    origin = {np.asarray(v, np.int32).tobytes(): i % n for i, v in enumerate(candidates)}
-    entries = [(0, score, algorithm, np.asarray(voice, np.int32), source, -1)]
-    for (alg, key), value in self.scores.items():
-      i = origin.get(key)
-      entries.append((2, value, alg, np.frombuffer(key, np.int32), "search", -1) if i is None
-                     else (1, value, alg, np.frombuffer(key, np.int32), sources[i], i))
-    ranked, seen, used = [], set(), set()
-    for _, value, alg, row, where, i in sorted(entries, key=lambda e: e[:2]):
-      decoded = space.decode(row, alg, name=f"{name[:7]} {len(ranked) + 1:02d}")
-      sound = np.delete(decoded, np.r_[params.NAME_BYTES]).tobytes()
-      if sound not in seen and i not in used:
-        seen.add(sound)
-        used.add(i if i >= 0 else None)
-        ranked.append(Ranked(decoded, int(alg), value, where))
-      if len(ranked) == RANKED:
-        break
+    """The match (`voice` of `space`), then every voice scored, by score, each kept only if it
+    differs from every voice kept before in at least `MIN_APART` values (or the algorithm):
+    so the search's near copies of one voice take one slot. `candidates` `[m, num_params]`
+    are the voices proposed to the search, from `sources` (the i-th from `sources[i % len]`)."""
+    candidates = np.asarray(candidates, np.int32)
+
+    def origin(row: np.ndarray) -> str:
+      nearest = int(np.argmin((candidates != row).sum(1)))
+      where = sources[nearest % len(sources)]
+      return where if np.array_equal(candidates[nearest], row) else f"search from {where}"
+
+    scored = sorted(self.scores.items(), key=lambda item: item[1])
+    entries = [(int(algorithm), np.asarray(voice, np.int32), score, source)] + [
+        (alg, np.frombuffer(key, np.int32), value, None) for (alg, key), value in scored]
+    kept, ranked = [], []
+    for alg, row, value, where in entries:
+      if all(alg != a or np.sum(row != r) >= MIN_APART for a, r in kept):
+        kept.append((alg, row))
+        ranked.append(Ranked(space.decode(row, alg, name=f"{name[:7]} {len(ranked) + 1:02d}"),
+                             alg, value, where or origin(row)))
+        if len(ranked) == RANKED:
+          break
     return tuple(ranked)
 
 

@@ -112,6 +112,7 @@ class Service:
     self.body_seconds = body_seconds
     self.pending = 0
     self.retry_after = 10  # seconds: then the last request's time on the worker
+    self.expected_seconds = None  # the last match's time, for the page's progress bar
     self._worker = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2s-match")
 
   async def plugin(self, request: Request) -> JSONResponse:
@@ -127,6 +128,7 @@ class Service:
       with self.results.new() as (result_id, folder):
         match, target, written = await self._run(self._match_and_export, sound, folder)
         self.results.add(result_id, written.paths)
+    self.expected_seconds = match.seconds
     entry = export.summary_entry(match, target, sound.filename or "upload", written)
     del entry["outputs"]["input"]
     for alternative in entry["alternatives"]:
@@ -143,7 +145,8 @@ class Service:
     slot = re.fullmatch(SLOT_WAV.format(r"([1-9][0-9]?)"), filename)
     bank = self.results.bank(result_id)
     if path is None and slot and bank and int(slot[1]) <= export.RANKED:
-      path = await self._run(self._render_slot, bank, int(slot[1]))
+      path = await asyncio.get_running_loop().run_in_executor(
+          self._worker, self._render_slot, bank, int(slot[1]))
     if path is None:
       raise HTTPException(404, f"no such result file: {request.url.path} (only the latest "
                                f"{self.results.keep} matches are kept)")
@@ -159,6 +162,7 @@ class Service:
             self.matcher.predictor.models if self.matcher.predictor else ())],
         "library_voices": len(self.matcher.library) if self.matcher.library else 0,
         "algorithms": list(self.matcher.settings.algorithms), "pending": self.pending,
+        "expected_seconds": self.expected_seconds,
         "max_pending": self.max_pending, "max_upload_bytes": self.max_upload_bytes})
 
   async def page(self, request: Request) -> FileResponse:

@@ -22,15 +22,17 @@ def bounded(kind, low, high=None):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
   """Help that keeps the description's line breaks and ends each option's help with its
-  default, unless the help already names one or there is none (None, False)."""
+  default (or "(required)"), unless the help already names one or the option is a switch."""
 
   def _get_help_string(self, action: argparse.Action) -> str:
     text = action.help or ""
     default = action.default
     if action.required and action.option_strings:
       return text if "required" in text else f"{text} (required)"
-    if ("default" in text or not action.option_strings or default is None or default is False
-        or default is argparse.SUPPRESS or default == ""):
+    if ("default" in text or not action.option_strings or default is False
+        or default is argparse.SUPPRESS or action.nargs == 0):
       return text
+    if default is None or default == "":
+      return f"{text} (default: not set)"
     shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
     return f"{text} (default: {shown})"

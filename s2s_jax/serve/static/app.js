@@ -18,6 +18,35 @@ function setBusy(busy) {
   $('record-button').disabled = busy && !recording;
 }
 
+let expectedSeconds = null;  // the server's last match time: the progress bar's scale
+
+// While a match runs: a progress bar (scaled by the last match's time, else indeterminate)
+// and the elapsed time. Returns a function that stops it.
+function startProgress() {
+  const started = performance.now();
+  const bar = $('progress');
+  $('progress-box').hidden = false;
+  const tick = () => {
+    const seconds = (performance.now() - started) / 1000;
+    let text = `${seconds.toFixed(0)} s elapsed`;
+    if (expectedSeconds) {
+      bar.value = Math.min(0.95, seconds / expectedSeconds);
+      const left = Math.max(0, expectedSeconds - seconds);
+      text += left > 0 ? `, about ${left.toFixed(0)} s left` : ', almost done';
+    } else {
+      bar.removeAttribute('value');  // indeterminate
+    }
+    $('elapsed').textContent = text;
+  };
+  tick();
+  const timer = setInterval(tick, 250);
+  return () => {
+    clearInterval(timer);
+    $('progress-box').hidden = true;
+    return (performance.now() - started) / 1000;
+  };
+}
+
 // Sends a sound to the server and shows the match or the server's error message.
 async function match(file, filename) {
   const form = new FormData();
@@ -25,6 +54,7 @@ async function match(file, filename) {
   showError('');
   setStatus(`Matching ${filename}…`);
   setBusy(true);
+  const stop = startProgress();
   try {
     const response = await fetch('/match', { method: 'POST', body: form });
     const body = await response.json().catch(() => ({}));
@@ -32,8 +62,10 @@ async function match(file, filename) {
       throw new Error(body.error || `the server answered ${response.status} ${response.statusText}`);
     }
     showResult(body);
-    setStatus(`Matched ${filename}.`);
+    expectedSeconds = body.seconds;
+    setStatus(`Matched ${filename} in ${stop().toFixed(1)} s.`);
   } catch (error) {
+    stop();
     setStatus('');
     showError(`Could not match ${filename}: ${error.message}`);
   } finally {
@@ -45,8 +77,36 @@ function score(scores, key) {
   return scores ? scores[key].toFixed(2) : 'not refined';
 }
 
+function cell(row, text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  row.append(td);
+  return td;
+}
+
+// The bank's voices, each with a player that fetches its rendering when played.
+function showAlternatives(alternatives) {
+  const rows = $('alternatives').tBodies[0];
+  rows.replaceChildren();
+  for (const alternative of alternatives) {
+    const row = document.createElement('tr');
+    cell(row, alternative.slot);
+    cell(row, alternative.name);
+    cell(row, alternative.algorithm);
+    cell(row, alternative.mfccd13.toFixed(2));
+    cell(row, alternative.source.replace(/^library:(.*\/)?/, ''));
+    const player = document.createElement('audio');
+    player.controls = true;
+    player.preload = 'none';
+    player.src = alternative.link;
+    player.setAttribute('aria-label', `Play slot ${alternative.slot}, ${alternative.name}`);
+    cell(row, '').append(player);
+    rows.append(row);
+  }
+}
+
 function showResult(body) {
-  const { network, refined } = body.mfccd;
+  const { network, refined } = body;
   $('result-heading').textContent = `Match for ${body.name}`;
   $('input-audio').src = body.links.input;
   $('match-audio').src = body.links.wav;
@@ -56,15 +116,43 @@ function showResult(body) {
   $('refined13').textContent = score(refined, 'mfccd13');
   $('refined30').textContent = score(refined, 'mfccd30');
   $('algorithm').textContent = body.algorithm;
-  const heard = body.pitch.input_note ? `input ${body.pitch.input_note}; ` : '';
-  $('pitch').textContent = heard + body.pitch.note;
+  $('pitch').textContent = body.pitch.note;
   $('time').textContent = `${body.seconds.toFixed(1)} s, ${body.candidates} candidates, `
     + `${body.refine_renders} refinement renders`;
-  for (const kind of ['syx', 'json']) {
+  const files = body.mfccd_of_files;
+  $('files-note').hidden = !files;
+  $('files-note').textContent = files ? `s2s-mfccd on your file and the match's .wav gives `
+    + `${files.mfccd13.toFixed(2)}: ${files.why.replaceAll('NAME', body.name)}.` : '';
+  for (const kind of ['syx', 'bank', 'wav', 'json']) {
     $(`${kind}-link`).href = body.links[kind];
-    $(`${kind}-link`).download = `${body.name}.${kind}`;
+    $(`${kind}-link`).download = body.outputs[kind];
   }
+  showAlternatives(body.alternatives);
   $('result').hidden = false;
+}
+
+// Any sound file dropped on the page is matched.
+function acceptDrops() {
+  const zone = document.querySelector('.drop-zone');
+  const busy = () => $('upload-button').disabled;
+  document.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = busy() ? 'none' : 'copy';
+    zone.classList.add('dragging');
+  });
+  document.addEventListener('dragleave', (event) => {
+    if (!event.relatedTarget) {
+      zone.classList.remove('dragging');
+    }
+  });
+  document.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('dragging');
+    const file = event.dataTransfer.files[0];
+    if (file && !busy()) {
+      match(file, file.name);
+    }
+  });
 }
 
 // Mono float samples -> a 16-bit PCM WAV file (libsndfile reads it; browsers' webm it may not).
@@ -132,6 +220,10 @@ async function toggleRecording() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
+  acceptDrops();
+  fetch('/ping').then((r) => r.json()).then((ping) => {
+    expectedSeconds = expectedSeconds || ping.expected_seconds || null;
+  }).catch(() => {});
   $('upload-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const file = $('sound-file').files[0];
