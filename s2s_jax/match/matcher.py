@@ -254,9 +254,10 @@ class _Recorder:
 
   def ranked(self, space, voice: np.ndarray, algorithm: int, score: float, source: str,
              candidates: np.ndarray, sources: list[str], name: str) -> tuple[Ranked, ...]:
-    """The match (`voice` of `space`), then every voice scored, by score, each kept only if it
-    differs from every voice kept before in at least `MIN_APART` values (or the algorithm):
-    so the search's near copies of one voice take one slot. `candidates` `[m, num_params]`
+    """The match (`voice` of `space`), then up to `RANKED - 1` other voices scored, by score:
+    first chosen are those that differ from every better one chosen in at least `MIN_APART`
+    values (or the algorithm), so the search's near copies of one voice take one slot where
+    there are enough others; the best remaining fill the rest. `candidates` `[m, num_params]`
     are the voices proposed to the search, from `sources` (the i-th from `sources[i % len]`)."""
     candidates = np.asarray(candidates, np.int32)
 
@@ -266,16 +267,20 @@ class _Recorder:
       return where if np.array_equal(candidates[nearest], row) else f"search from {where}"
 
     scored = sorted(self.scores.items(), key=lambda item: item[1])
-    entries = [(int(algorithm), np.asarray(voice, np.int32), score, source)] + [
-        (alg, np.frombuffer(key, np.int32), value, None) for (alg, key), value in scored]
-    kept, ranked = [], []
-    for alg, row, value, where in entries:
-      if all(alg != a or np.sum(row != r) >= MIN_APART for a, r in kept):
-        kept.append((alg, row))
-        ranked.append(Ranked(space.decode(row, alg, name=f"{name[:7]} {len(ranked) + 1:02d}"),
-                             alg, value, where or origin(row)))
-        if len(ranked) == RANKED:
-          break
+    match_key = (int(algorithm), np.asarray(voice, np.int32).tobytes())
+    entries = [(match_key[0], np.asarray(voice, np.int32), score, source)] + [
+        (alg, np.frombuffer(key, np.int32), value, None) for (alg, key), value in scored
+        if (alg, key) != match_key]
+    far = [entries[0]]  # first the voices far from every better one, then the best of the rest
+    for entry in entries[1:]:
+      if len(far) < RANKED and all(entry[0] != a or np.sum(entry[1] != r) >= MIN_APART
+                                   for a, r, _, _ in far):
+        far.append(entry)
+    chosen = {id(e) for e in far}
+    rest = [e for e in entries[1:] if id(e) not in chosen][:RANKED - len(far)]
+    ordered = far[:1] + sorted(far[1:] + rest, key=lambda e: e[2])
+    ranked = [Ranked(space.decode(row, alg, name=f"{name[:7]} {i + 1:02d}"), alg, value,
+                     where or origin(row)) for i, (alg, row, value, where) in enumerate(ordered)]
     return tuple(ranked)
 
 
