@@ -344,7 +344,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if jax.process_index() == 0:
     print(f"training on {config.dataset_config}: "
           f"{sound2synth.count_parameters(state.params):,} parameters, {total_steps} steps "
-          f"({config.num_epochs} epochs), checkpoints in {workdir}", flush=True)
+          f"({config.num_epochs} epochs), checkpoints in {workdir}; compiling the first step",
+          flush=True)
   clock = writers.Progress(total_steps, step)
   started = time.perf_counter()
   train_metrics = []

@@ -84,6 +84,14 @@ function cell(row, text) {
   return td;
 }
 
+// Where a voice came from, without folders: "FILE.syx:SLOT", "model WORKDIR", "search from ...".
+function shortSource(source) {
+  const [, search, where] = source.match(/^(search from )?(.*)$/);
+  const base = (path) => path.replace(/\/+$/, '').split('/').pop();
+  const named = where.startsWith('library:') ? base(where.slice(8)) : `model ${base(where)}`;
+  return (search || '') + named;
+}
+
 // The bank's voices, each with a player that fetches its rendering when played.
 function showAlternatives(alternatives) {
   const rows = $('alternatives').tBodies[0];
@@ -94,7 +102,7 @@ function showAlternatives(alternatives) {
     cell(row, alternative.name);
     cell(row, alternative.algorithm);
     cell(row, alternative.mfccd13.toFixed(2));
-    cell(row, alternative.source.replace(/^library:(.*\/)?/, ''));
+    cell(row, shortSource(alternative.source));
     const player = document.createElement('audio');
     player.controls = true;
     player.preload = 'none';
