@@ -84,8 +84,9 @@ def main(argv):
   if _MULTIHOST.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-  logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(),
-               jax.devices())
+  if jax.process_count() > 1:  # which process this log is
+    print(f"JAX process {jax.process_index()} of {jax.process_count()}, devices: "
+          f"{jax.devices()}", flush=True)
   try:
     train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except train.ConfigError as e:
