@@ -19,6 +19,7 @@ from s2s_jax.match import cli as match_cli
 from s2s_jax.match import pitch
 from s2s_jax.match import target as target_lib
 from s2s_jax.serve import cli as serve_cli
+from s2s_jax.synth import cli as presets_cli
 from s2s_jax.synth import host
 from s2s_jax.synth import params
 from s2s_jax.synth import sysex
@@ -143,11 +144,11 @@ def _options(text: str) -> list[str]:
   return [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", section) if entry.strip()]
 
 
-@pytest.mark.parametrize("command", ["s2s-match", "s2s-serve", "s2s-mfccd",
+@pytest.mark.parametrize("command", ["s2s-match", "s2s-serve", "s2s-mfccd", "s2s-presets",
                                      *(f"s2s-bench {s}" for s in bench_cli.SUBCOMMANDS)])
 def test_every_option_that_takes_a_value_states_its_default(command, capsys):
   mains = {"s2s-match": match_cli.main, "s2s-serve": serve_cli.main, "s2s-mfccd": mfccd_cli.main,
-           "s2s-bench": bench_cli.main}
+           "s2s-presets": presets_cli.main, "s2s-bench": bench_cli.main}
   program, *sub = command.split()
   text = _help(mains[program], [*sub, "--help"], capsys)
   if sub:

@@ -8,6 +8,7 @@ import sys
 
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import summary as summary_lib
+from s2s_jax.util.arguments import HelpFormatter
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -22,7 +23,8 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="s2s-presets", description=__doc__)
+  parser = argparse.ArgumentParser(prog="s2s-presets", description=__doc__,
+                                   formatter_class=HelpFormatter)
   parser.add_argument("folder", help="a folder tree of .syx files (banks and single voices)")
   parser.add_argument("--json", action="store_true", help="print the summary as JSON")
   parser.add_argument("--max-differences", type=int, default=3,
