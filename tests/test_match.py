@@ -220,7 +220,7 @@ def test_s2s_match_never_replaces_an_input_or_earlier_files_and_merges_summary(
   before = {p.name: p.read_bytes() for p in out.iterdir()}
 
   again = _s2s_match(first, "--out", out, *fast)
-  assert again.returncode == 2 and "first.syx: already exists (and 3 more" in again.stderr
+  assert again.returncode == 2 and "first.syx: already exists (and 4 more" in again.stderr
   assert "--overwrite" in again.stderr
   assert {p.name: p.read_bytes() for p in out.iterdir()} == before
   into_inputs = _s2s_match(first, "--out", tmp_path, "--overwrite", *fast)
