@@ -16,8 +16,10 @@ import soundfile
 from s2s_jax.audio import cli as mfccd_cli
 from s2s_jax.bench import cli as bench_cli
 from s2s_jax.match import cli as match_cli
+from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import pitch
 from s2s_jax.match import target as target_lib
+from s2s_jax.match.value_search import VALUE_SPACE
 from s2s_jax.serve import cli as serve_cli
 from s2s_jax.synth import cli as presets_cli
 from s2s_jax.synth import host
@@ -168,3 +170,29 @@ def test_main_helpfull_lists_the_config_fields():
   for field in ("--config.num_bins: 64", "--config.model.dtype: 'float32'", "--config.seed: "):
     assert field in result.stdout
   assert "--[no]verbose" in result.stdout
+
+
+class _Scores:
+  """An objective of `VALUE_SPACE` that renders nothing (`ranked` reads recorded scores)."""
+  space = VALUE_SPACE
+  algorithm = 5
+  renders = 0
+
+
+def test_the_bank_prefers_voices_far_from_better_ones_and_keeps_score_order():
+  rng = np.random.default_rng(0)
+  base = VALUE_SPACE.encode(params.INIT_VOICE[None])[0]
+  rows = np.tile(base, (60, 1))
+  for i, row in enumerate(rows[1:], 1):  # 49 near copies of the match, then 10 far voices
+    row[rng.choice(len(row), 3 if i < 50 else 40, replace=False)] += 1
+  rows %= VALUE_SPACE.num_classes
+  recorder = matcher_lib._Recorder(_Scores(), None, 1)  # pylint: disable=protected-access
+  recorder.record(rows, np.full(60, 5), np.arange(60.0))
+  ranked = recorder.ranked(rows[0], 5, 0.0, "lib.syx:1", rows[:2], ["lib.syx:1", "lib.syx:2"],
+                           "sound")
+  scores = [r.mfccd13 for r in ranked]
+  assert len(ranked) == 32 and scores == sorted(scores) and scores[0] == 0.0
+  assert set(range(50, 60)) <= set(scores)  # every far voice, though the near ones score better
+  assert ranked[0].source == "lib.syx:1" and ranked[1].source == "lib.syx:2"
+  assert ranked[2].source.startswith("search from lib.syx:")
+  assert [params.voice_name(r.voice) for r in ranked[:2]] == ["sound 01", "sound 02"]

@@ -186,7 +186,7 @@ class Matcher:
         algorithm=int(algorithm), model=sources[order[winner]], network=network,
         refined=refined, retuning=retunings[winner], candidates=len(values),
         refine_renders=refine_renders, seconds=time.perf_counter() - started,
-        ranked=objective.ranked(self.space, voice, algorithm, final, sources[order[winner]],
+        ranked=objective.ranked(voice, algorithm, final, sources[order[winner]],
                                 np.concatenate([proposed, values]), sources, target.name))
 
   def _candidates(self, target: Target) -> tuple[list[str], np.ndarray, np.ndarray, list]:
@@ -252,9 +252,9 @@ class _Recorder:
     for row, algorithm, score in zip(values, algorithms, np.broadcast_to(scores, len(values))):
       self.scores[(int(algorithm), np.asarray(row, np.int32).tobytes())] = float(score)
 
-  def ranked(self, space, voice: np.ndarray, algorithm: int, score: float, source: str,
+  def ranked(self, voice: np.ndarray, algorithm: int, score: float, source: str,
              candidates: np.ndarray, sources: list[str], name: str) -> tuple[Ranked, ...]:
-    """The match (`voice` of `space`), then up to `RANKED - 1` other voices scored, by score:
+    """The match (`voice`, values of `self.space`), then up to `RANKED - 1` other voices scored, by score:
     first chosen are those that differ from every better one chosen in at least `MIN_APART`
     values (or the algorithm), so the search's near copies of one voice take one slot where
     there are enough others; the best remaining fill the rest. `candidates` `[m, num_params]`
@@ -279,7 +279,7 @@ class _Recorder:
     chosen = {id(e) for e in far}
     rest = [e for e in entries[1:] if id(e) not in chosen][:RANKED - len(far)]
     ordered = far[:1] + sorted(far[1:] + rest, key=lambda e: e[2])
-    ranked = [Ranked(space.decode(row, alg, name=f"{name[:7]} {i + 1:02d}"), alg, value,
+    ranked = [Ranked(self.space.decode(row, alg, name=f"{name[:7]} {i + 1:02d}"), alg, value,
                      where or origin(row)) for i, (alg, row, value, where) in enumerate(ordered)]
     return tuple(ranked)
 
