@@ -44,8 +44,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank, 0-b
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show absl, JAX, orbax and TFDS log "
                              "messages and TFDS's progress bars.")
 _DEFAULT_CONFIG = "configs/t6.py:tiny"
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training configuration: FILE[:VARIANT]; "
-                                "override a field with --config.FIELD=VALUE (fields: --helpfull).",
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
+                                "Training configuration: FILE[:VARIANT]; override a field with "
+                                "--config.FIELD=VALUE (fields: --helpfull).",
                                 lock_config=True)
 
 

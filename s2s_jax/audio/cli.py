@@ -21,7 +21,8 @@ from s2s_jax.util.arguments import HelpFormatter
 def main(argv: list[str] | None = None) -> int:
   spec = FeatureSpec()
   parser = argparse.ArgumentParser(
-      prog="s2s-mfccd", formatter_class=HelpFormatter, description="Prints the MFCCD between two sound files.",
+      prog="s2s-mfccd", formatter_class=HelpFormatter,
+      description="Prints the MFCCD between two sound files.",
       epilog="Files are read as s2s-match reads its input: mono, resampled to 48 kHz, leading "
              "silence trimmed, cropped or padded to 4 s.")
   parser.add_argument("a", help="first sound file (wav, flac, ogg, mp3, aiff, ...)")

@@ -113,7 +113,8 @@ def create_matcher(args: argparse.Namespace, progress: Callable[[str], None] | N
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="s2s-match", formatter_class=HelpFormatter, description="Finds a Dexed (DX7) preset that sounds like each input.",
+      prog="s2s-match", formatter_class=HelpFormatter,
+      description="Finds a Dexed (DX7) preset that sounds like each input.",
       epilog="Prints one line per sound and a last line naming what was written; a status "
              "line shows progress on a terminal.")
   parser.add_argument("audio", nargs="+", help="sound files (wav, flac, ogg, mp3, aiff, ...)")

@@ -254,10 +254,10 @@ class _Recorder:
 
   def ranked(self, voice: np.ndarray, algorithm: int, score: float, source: str,
              candidates: np.ndarray, sources: list[str], name: str) -> tuple[Ranked, ...]:
-    """The match (`voice`, values of `self.space`), then up to `RANKED - 1` other voices scored, by score:
-    first chosen are those that differ from every better one chosen in at least `MIN_APART`
-    values (or the algorithm), so the search's near copies of one voice take one slot where
-    there are enough others; the best remaining fill the rest. `candidates` `[m, num_params]`
+    """The match (`voice`, values of `self.space`), then up to `RANKED - 1` other voices
+    scored, by score: first chosen are those that differ from every better one chosen in at
+    least `MIN_APART` values (or the algorithm), so the search's near copies of one voice take
+    one slot where there are enough others; the best remaining fill the rest. `candidates` `[m, num_params]`
     are the voices proposed to the search, from `sources` (the i-th from `sources[i % len]`)."""
     candidates = np.asarray(candidates, np.int32)
 

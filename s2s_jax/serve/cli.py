@@ -23,7 +23,8 @@ from s2s_jax.util.arguments import HelpFormatter, bounded
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="s2s-serve", formatter_class=HelpFormatter, description="Serves Dexed (DX7) presets that sound like uploaded "
+      prog="s2s-serve", formatter_class=HelpFormatter,
+      description="Serves Dexed (DX7) presets that sound like uploaded "
       "sounds: the Sound2Synth plug-in's protocol, a JSON API and a web page.")
   parser.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
