@@ -115,3 +115,12 @@ def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
     if not made:
       train.train_and_evaluate(main_job.tiny_config(tiny_data_dir), str(folder / "workdir"))
   return folder / "workdir"
+
+
+# The longest file first: under pytest-xdist (`--dist loadfile`) one worker runs it from the
+# start while the other takes the rest.
+FIRST = ("test_multiprocess.py",)
+
+
+def pytest_collection_modifyitems(items) -> None:
+  items.sort(key=lambda item: item.path.name not in FIRST)  # a stable sort
