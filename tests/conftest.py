@@ -117,8 +117,9 @@ def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
   return folder / "workdir"
 
 
-# The longest file first: under pytest-xdist (`--dist loadfile`) one worker runs it from the
-# start while the other takes the rest.
+# The longest file first: under pytest-xdist (`--dist loadfile --no-loadscope-reorder`, else
+# xdist orders files by their number of tests) one worker runs it from the start while the
+# other takes the rest.
 FIRST = ("test_multiprocess.py",)
 
 
