@@ -1,7 +1,10 @@
 """Shared fixtures: the real Dexed renderer, the shared corpus when present, the tiny dataset
-and model; one JAX compilation cache for the session."""
+and model (made once per session, also under pytest-xdist); one JAX compilation cache and
+cheap XLA compiles for the session."""
 
 import atexit
+import contextlib
+import fcntl
 import os
 import pathlib
 import shutil
@@ -12,9 +15,15 @@ import tempfile
 # Set before JAX is imported: this process and every run it starts (which inherit the variable)
 # compile each program once per session, e.g. the tiny network's steps, shared by every run of
 # the same config.
+# The variables are set in pytest's first process, so xdist's workers share them.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="s2s_jax_test_cache_")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # small programs too
+  # The tests compile far more than they compute: LLVM's cheapest level takes about a third
+  # less CPU on a training run (the same losses and results to the digits printed).
+  os.environ["XLA_FLAGS"] = " ".join(
+      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
 
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
@@ -58,13 +67,34 @@ def shared_presets() -> pathlib.Path:
   return SHARED_PRESETS
 
 
+@contextlib.contextmanager
+def _once(tmp_path_factory, name: str):
+  """Yields (folder, made): `made` is False only for the first user of this session's `name`.
+
+  Under pytest-xdist the workers share the folder: the first makes it while the others wait.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if "PYTEST_XDIST_WORKER" in os.environ:
+    root = root.parent  # the session's folder, above each worker's own
+  folder, done = root / name, root / f"{name}.done"
+  with open(root / f"{name}.lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    made = done.exists()
+    if not made:
+      folder.mkdir(exist_ok=True)
+    yield folder, made
+    done.touch()
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
   """A data_dir holding the `tiny` dexed_presets config, built once per session."""
-  data_dir = tmp_path_factory.mktemp("tfds")
-  result = subprocess.run([sys.executable, "-m", "s2s_jax.data.build", f"--data_dir={data_dir}",
-                           "--config=tiny"], capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  with _once(tmp_path_factory, "tfds") as (data_dir, made):
+    if not made:
+      result = subprocess.run([sys.executable, "-m", "s2s_jax.data.build",
+                               f"--data_dir={data_dir}", "--config=tiny"],
+                              capture_output=True, text=True, timeout=600)
+      assert result.returncode == 0, result.stderr[-2000:]
   return data_dir
 
 
@@ -81,6 +111,17 @@ def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
   Trained in this process by `train_and_evaluate` (`main_job.TINY`: 2 epochs of 12 steps, SWA
   over the second), as tests/test_train.py runs it through the entry point, killed and resumed.
   """
-  workdir = tmp_path_factory.mktemp("tiny_model") / "workdir"
-  train.train_and_evaluate(main_job.tiny_config(tiny_data_dir), str(workdir))
-  return workdir
+  with _once(tmp_path_factory, "tiny_model") as (folder, made):
+    if not made:
+      train.train_and_evaluate(main_job.tiny_config(tiny_data_dir), str(folder / "workdir"))
+  return folder / "workdir"
+
+
+# The longest file first: under pytest-xdist (`--dist loadfile --no-loadscope-reorder`, else
+# xdist orders files by their number of tests) one worker runs it from the start while the
+# other takes the rest.
+FIRST = ("test_multiprocess.py",)
+
+
+def pytest_collection_modifyitems(items) -> None:
+  items.sort(key=lambda item: item.path.name not in FIRST)  # a stable sort

@@ -30,7 +30,7 @@ def _env(**extra) -> dict[str, str]:
 
 def _launch(script: str, *args: str, **env) -> subprocess.CompletedProcess:
   return subprocess.run(["bash", str(LAUNCH / script), *args], capture_output=True, text=True,
-                        env=_env(**env), cwd=ROOT, timeout=60)
+                        env=_env(**env), cwd=ROOT, timeout=600)  # a hang guard
 
 
 def _commands(result: subprocess.CompletedProcess) -> list[list[str]]:

@@ -63,9 +63,15 @@ def test_region_max_has_jnp_max_value_and_gradient():
 
 
 def single_branch_model(branch: str, features):
-  """The tiny network with one branch, and its initial variables."""
+  """The tiny network with one branch, and its initial variables.
+
+  `t6.py:tiny` has no STFT branch: here it keeps the VGG's stages and layers at 4 channels
+  (the paper's 64 to 512 made its op-by-op gradient take minutes).
+  """
   config = tiny_config()
   config.model.branches = (branch,)
+  config.model.stft.stages = tuple((4,) * len(stage) for stage in config.model.stft.stages)
+  config.model.stft.output_width = 16
   model = sound2synth.create_model(config, SPACE)
   return model, model.init(jax.random.key(0), features, train=False)
 
