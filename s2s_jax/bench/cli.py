@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "match": "s2s_jax.bench.match",
     "quality": "s2s_jax.bench.quality",
     "speed": "s2s_jax.bench.speed",
+    "device": "s2s_jax.bench.device",
 }
 
 

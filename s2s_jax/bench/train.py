@@ -8,10 +8,12 @@ featuriser alone on the same batch, the floor every step pays. Step times are me
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import time
 
 import jax
+import ml_collections
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks, featurise
@@ -33,12 +35,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--dtype", default=None, help="override config.model.dtype")
 
 
-def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: int
-                ) -> dict[str, object]:
-  config = config_file.load(spec)
-  if dtype:
-    config.model.dtype = dtype
-  batch_size = batch_size or config.per_step_batch_size
+@dataclasses.dataclass
+class CompiledStep:
+  """A jitted training step compiled for one config and batch, with what it runs on.
+
+  Attributes:
+    config: the training settings.
+    compiled: the compiled step: (state, batch, banks) -> (state, metrics).
+    state: the train state it updates (donated: `run` replaces it).
+    batch: the synthetic global batch, sharded over the devices.
+    banks: the featuriser's filter banks, replicated.
+    compile_s: seconds to lower and compile.
+  """
+  config: ml_collections.ConfigDict
+  compiled: jax.stages.Compiled
+  state: object
+  batch: dict[str, jax.Array]
+  banks: FeatureBanks
+  compile_s: float
+
+  @property
+  def batch_size(self) -> int:
+    return int(self.batch["audio"].shape[0])
+
+  def run(self) -> None:
+    """One training step, waited for."""
+    self.state, metrics = self.compiled(self.state, self.batch, self.banks)
+    jax.block_until_ready(metrics)
+
+
+def compile_step(config: ml_collections.ConfigDict, batch_size: int) -> CompiledStep:
+  """The training step of `config` on a synthetic batch of `batch_size` clips, on all devices."""
   space = ParameterSpace(config.num_bins)
   mesh = parallel.data_mesh()
   replicated = parallel.replicated(mesh)
@@ -52,20 +79,23 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
                                    config=config), donate_argnums=0)
   start = time.perf_counter()
   compiled = step.lower(state, batch, banks).compile()
-  compile_s = time.perf_counter() - start
-  holder = [state]
+  return CompiledStep(config, compiled, state, batch, banks, time.perf_counter() - start)
 
-  def run_step():
-    holder[0], metrics = compiled(holder[0], batch, banks)
-    jax.block_until_ready(metrics)
 
-  step_s = report.median_seconds(run_step, repeats)
+def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: int
+                ) -> dict[str, object]:
+  config = config_file.load(spec)
+  if dtype:
+    config.model.dtype = dtype
+  step = compile_step(config, batch_size or config.per_step_batch_size)
+  step_s = report.median_seconds(step.run, repeats)
   features_fn = jax.jit(featurise)
   features_s = report.median_seconds(
-      lambda: jax.block_until_ready(features_fn(banks, batch["audio"])), repeats)
-  return {"config": spec, "dtype": config.model.dtype, "batch": batch_size,
-          "params": sound2synth.count_parameters(state.params),
-          "compile_s": compile_s, "step_s": step_s, "samples_per_s": batch_size / step_s,
+      lambda: jax.block_until_ready(features_fn(step.banks, step.batch["audio"])), repeats)
+  return {"config": spec, "dtype": config.model.dtype, "batch": step.batch_size,
+          "params": sound2synth.count_parameters(step.state.params),
+          "compile_s": step.compile_s, "step_s": step_s,
+          "samples_per_s": step.batch_size / step_s,
           "featurise_s": features_s, "step_vs_featurise": step_s / features_s}
 
 
