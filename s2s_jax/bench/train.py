@@ -18,7 +18,7 @@ from s2s_jax.audio.features import FeatureBanks, featurise
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.models import synthetic
-from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.train import parallel
 from s2s_jax.train import train
 from s2s_jax.util import report
@@ -39,7 +39,7 @@ def time_config(spec: str, batch_size: int | None, dtype: str | None, repeats: i
   if dtype:
     config.model.dtype = dtype
   batch_size = batch_size or config.per_step_batch_size
-  space = ParameterSpace(config.num_bins)
+  space = workdir_lib.parameter_space(config)
   mesh = parallel.data_mesh()
   replicated = parallel.replicated(mesh)
   banks = jax.device_put(FeatureBanks.create(), replicated)
