@@ -140,11 +140,11 @@ VARIANTS = {
         "learning_rate": 1e-3,
         "warmup_epochs": 1,
         "online.eval_examples": 128,
-        "num_epochs": 10,
+        "num_epochs": 16,
         "swa_start_epoch": 1000,
         "early_stopping_patience": 1000,
         "eval_mfccd_examples": 32,
-        "max_train_seconds": 3600.0,
+        "max_train_seconds": 3300.0,
         "checkpoint_every_steps": 100,
     },
     "tiny": {

@@ -20,6 +20,7 @@ import time
 import jax
 
 from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.infer import bundled
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import library
@@ -50,7 +51,10 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
   """The model and search options `s2s-match` and `s2s-serve` share."""
   parser.add_argument("--model", action="append", default=[], metavar="WORKDIR",
-                      help="a training workdir (repeat for one model per algorithm)")
+                      help="a training workdir (repeat for one model per algorithm; default: "
+                           "the model bundled with s2s_jax)")
+  parser.add_argument("--no-model", action="store_true",
+                      help="no network: candidates from --library only")
   parser.add_argument("--library", action="append", default=[], metavar="DIR",
                       help="a folder tree of .syx presets whose nearest voices are candidates "
                            "(repeatable; rendered once, then cached)")
@@ -85,9 +89,11 @@ def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  if not args.model and not args.library:
-    raise ValueError("give a --model, a --library of presets, or both")
-  models = [workdir_lib.load_model(w) for w in args.model]
+  if args.no_model and (args.model or not args.library):
+    raise ValueError("--no-model takes candidates from --library only: give a --library and "
+                     "no --model")
+  models = ([] if args.no_model else [workdir_lib.load_model(w) for w in args.model]
+            or [bundled.load()])
   clip = dataclasses.replace(models[0].clip if models else ClipSpec(),  # the models' clip
                              velocity=args.velocity)
   renderer = R.DawDreamerRenderer(args.vst3, clip) if args.vst3 else R.DexedRenderer(clip)
