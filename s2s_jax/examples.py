@@ -19,6 +19,7 @@ import soundfile
 
 from s2s_jax.infer import bundled
 from s2s_jax.infer.workdir import ModelError
+from s2s_jax.match import cli as match_cli
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="search renders per sound (default 200)")
   args = parser.parse_args(argv)
   sounds, matches = args.folder / "sounds", args.folder / "matches"
+  match_cli.use_compilation_cache()
   try:
     export.check_out_dir(matches, list(SOUNDS), [], overwrite=False)
     paths = write_examples(sounds)

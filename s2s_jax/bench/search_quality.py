@@ -335,6 +335,8 @@ def run(args: argparse.Namespace, commit: str | None) -> None:
     model = (bundled.load() if args.network == "bundled"
              else workdir_lib.load_model(args.network))
     method_list += network_methods(model, library, renderer, budgets, args.seed, args.library_k)
+  if args.methods:
+    method_list = [m for m in method_list if any(text in m.name for text in args.methods)]
   floor_rows = floor(target_voices, renderer, out)
   tables = {}
 

@@ -80,15 +80,20 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--seed", type=int, default=0, help="seed of the refinement's moves")
 
 
+def use_compilation_cache() -> None:
+  """Caches compiled programs on disk (default ~/.cache/s2s_jax/jax) unless a cache is set."""
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def create_matcher(args: argparse.Namespace) -> matcher_lib.Matcher:
   """Loads the models and the engine the options name (ModelError / ValueError if unusable).
 
   Compiled programs are cached on disk (`JAX_COMPILATION_CACHE_DIR`, default
   ~/.cache/s2s_jax/jax), so later processes start matching in a second instead of five.
   """
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  use_compilation_cache()
   if args.no_model and (args.model or not args.library):
     raise ValueError("--no-model takes candidates from --library only: give a --library and "
                      "no --model")
