@@ -103,7 +103,7 @@ def test_the_shipped_weights_load_and_predict_a_valid_voice(renderer, random_voi
   model = bundled.load()
   predictor = Predictor([model])
   assert predictor.space.predict_algorithm and predictor.space.num_bins == 100
-  probabilities = predictor.probabilities(renderer.render(random_voices[:1]))[0, 0]
+  probabilities = predictor.probabilities(renderer.render(random_voices[0])[None])[0, 0]
   space = predictor.space
   for block in space.blocks(probabilities):
     assert block.sum() == pytest.approx(1.0, abs=1e-4)
