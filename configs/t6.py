@@ -7,6 +7,11 @@ Variants:
   cpu   a narrow network on the mel, CQT, MFCC and statistics branches that learns something
         in 20 minutes on two CPU cores.
   tiny  a toy network on the built-in `tiny` dataset (random presets): tests and the README.
+  bundled  the model shipped in `s2s_jax/bundled/`: one small network for all 32 algorithms
+        that also predicts the algorithm, trained on online renders of mutated voices of a
+        preset folder's training split (no dataset build) within `max_train_seconds`:
+          python -m s2s_jax.main --config=configs/t6.py:bundled --workdir=runs/bundled \
+              --config.manual_dir=PRESETS
 """
 
 import ml_collections
@@ -20,7 +25,7 @@ def full_model() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       branches=("stft", "mel", "cqt", "mfcc", "statistics"),
       stft=dict(stages=VGG_STAGES, output_width=512),
-      mel=dict(stages=VGG_STAGES, output_width=512),
+      mel=dict(stages=VGG_STAGES, output_width=512, input_pool=(1, 1)),
       cqt=dict(bins_per_octave=48, stages=(64, 128), kernel_size=7, pool=4, pdc_layers=3,
                num_primes=3, symmetric=True, channel_mixing=False, output_width=512),
       mfcc=dict(hidden=256, num_layers=2, output_width=128),
@@ -38,14 +43,17 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 20001101
   config.num_bins = 64  # classes of each continuous (0..99) parameter; must match the dataset
+  config.predict_algorithm = False  # learn ALGORITHM as one more class (one model for all)
 
   # Data: a built `dexed_presets` config (built first if missing), or online rendering.
   config.input = "dataset"  # "dataset" or "online"
   config.dataset_config = "alg01"
   config.data_dir = "~/tensorflow_datasets"  # "" = `workdir/tensorflow_datasets`
   config.manual_dir = ""  # folder of .syx presets, for configs with real presets
+  # build_dataset=False: no build; splits of config.manual_dir in memory, `eval_examples`
+  # voices of validation and test rendered for evaluation (train.preset_splits).
   config.online = dict(mode="random", max_changes=3, workers=2, prefetch=4,
-                       examples_per_epoch=4096)
+                       examples_per_epoch=4096, build_dataset=True, eval_examples=256)
   config.input_noise = 1e-4  # std of Gaussian noise added to training audio only
 
   config.model = full_model()
@@ -79,6 +87,16 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
   return config
 
 
+# The narrow MFCC, statistics, fusion and head of the CPU variants.
+SMALL_FUSION_AND_HEAD = {
+    "model.mfcc.num_layers": 1,
+    "model.statistics.hidden": 64,
+    "model.statistics.output_width": 32,
+    "model.global_width": 512,
+    "model.head.group_width": 128,
+    "model.head.parameter_width": 32,
+}
+
 # Each variant's overrides of the full setting.
 VARIANTS = {
     "full": {},
@@ -90,12 +108,7 @@ VARIANTS = {
         "model.cqt.kernel_size": 5,
         "model.cqt.output_width": 128,
         "model.mfcc.hidden": 64,
-        "model.mfcc.num_layers": 1,
-        "model.statistics.hidden": 64,
-        "model.statistics.output_width": 32,
-        "model.global_width": 512,
-        "model.head.group_width": 128,
-        "model.head.parameter_width": 32,
+        **SMALL_FUSION_AND_HEAD,
         "dataset_config": "alg13",
         "batch_size": 32,
         "per_step_batch_size": 32,
@@ -105,6 +118,34 @@ VARIANTS = {
         "swa_start_epoch": 6,
         "max_train_seconds": 1200.0,
         "checkpoint_every_steps": 200,
+    },
+    "bundled": {
+        "model.branches": ("mel", "mfcc", "statistics"),
+        "model.mel.stages": ((8,), (16,), (32,)),
+        "model.mel.input_pool": (4, 2),
+        "model.mel.output_width": 128,
+        "model.mfcc.hidden": 32,
+        **SMALL_FUSION_AND_HEAD,
+        "num_bins": 100,
+        "predict_algorithm": True,
+        "input": "online",
+        "dataset_config": "all",
+        "online.mode": "augment",
+        "online.build_dataset": False,
+        "online.examples_per_epoch": 4096,
+        "label_smoothing": 0.01,
+        "use_gradient_weights": False,
+        "batch_size": 32,
+        "per_step_batch_size": 32,
+        "learning_rate": 1e-3,
+        "warmup_epochs": 1,
+        "online.eval_examples": 128,
+        "num_epochs": 16,
+        "swa_start_epoch": 1000,
+        "early_stopping_patience": 1000,
+        "eval_mfccd_examples": 32,
+        "max_train_seconds": 3300.0,
+        "checkpoint_every_steps": 100,
     },
     "tiny": {
         "model.branches": ("mel", "cqt", "mfcc", "statistics"),

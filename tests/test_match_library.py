@@ -97,7 +97,7 @@ def test_s2s_match_with_a_library_and_no_model(presets, library, renderer, tmp_p
   soundfile.write(tmp_path / "in.wav", renderer.render(library.voices[j]), 48_000,
                   subtype="FLOAT")
   cache = tmp_path / "cache"
-  args = [tmp_path / "in.wav", "--library", presets, "--library-cache", cache,
+  args = [tmp_path / "in.wav", "--no-model", "--library", presets, "--library-cache", cache,
           "--refine-renders", "40", "--out", tmp_path / "out"]
   first = _s2s_match(*args)
   assert first.returncode == 0, first.stderr
@@ -112,11 +112,11 @@ def test_s2s_match_with_a_library_and_no_model(presets, library, renderer, tmp_p
   assert again.returncode == 0 and "rendering" not in again.stderr  # all from the cache
 
 
-def test_s2s_match_needs_a_model_or_a_library(tmp_path, renderer):
+def test_s2s_match_no_model_needs_a_library(tmp_path, renderer):
   soundfile.write(tmp_path / "in.wav", renderer.render(params.INIT_VOICE), 48_000)
-  result = _s2s_match(tmp_path / "in.wav", "--out", tmp_path / "out")
+  result = _s2s_match(tmp_path / "in.wav", "--no-model", "--out", tmp_path / "out")
   assert result.returncode == 2
-  assert "give a --model, a --library of presets, or both" in result.stderr
+  assert "--no-model takes candidates from --library only" in result.stderr
 
 
 def test_a_shared_corpus_folder_as_a_library(shared_presets, renderer, tmp_path):
@@ -134,8 +134,8 @@ def test_a_shared_corpus_folder_as_a_library(shared_presets, renderer, tmp_path)
 def test_s2s_serve_with_a_library_and_no_model(presets, library, renderer, tmp_path):
   cache = tmp_path / "cache"
   with subprocess.Popen(
-      [sys.executable, "-m", "s2s_jax.serve.cli", "--library", str(presets), "--library-cache",
-       str(cache), "--port", "0", "--refine-renders", "16", "--library-k", "4"],
+      [sys.executable, "-m", "s2s_jax.serve.cli", "--no-model", "--library", str(presets),
+       "--library-cache", str(cache), "--port", "0", "--refine-renders", "16", "--library-k", "4"],
       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT) as process:
     try:
       line = process.stdout.readline()

@@ -34,7 +34,6 @@ from s2s_jax.match import target as target_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.synth import generate
 from s2s_jax.synth import render as R
-from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import checkpointing
 from s2s_jax.util import report
 
@@ -51,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Path]:
   """`count` workdirs of `spec`'s network, initialised, for algorithms 1..count."""
   config = config_file.load(spec)
-  network = sound2synth.create_model(config, ParameterSpace(config.num_bins))
+  network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
   banks = FeatureBanks.create()
   audio = np.zeros((1, banks.spec.num_samples), np.float32)
   init = jax.jit(functools.partial(network.init, train=False))

@@ -17,6 +17,7 @@ from s2s_jax import config_file
 from s2s_jax.models import head
 from s2s_jax.models import sound2synth
 from s2s_jax.models import synthetic
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.util import report
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
   config = config_file.load(args.config)
   if args.dtype:
     config.model.dtype = args.dtype
-  space = ParameterSpace(config.num_bins)
+  space = workdir_lib.parameter_space(config)
   features = synthetic.random_features(args.batch)
   rows = []
   variants = [tuple(config.model.branches)] + [(b,) for b in config.model.branches]

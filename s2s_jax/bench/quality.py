@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--library-k", type=int, default=32,
                       help="nearest library voices rendered as candidates (no model)")
   parser.add_argument("--library-cache", default=None, help="library feature cache folder")
+  parser.add_argument("--methods", nargs="+", default=None, metavar="TEXT",
+                      help="without --model: only the methods whose name holds one of these")
+  parser.add_argument("--network", default=None, metavar="WORKDIR|bundled",
+                      help="without --model: add the rows of this network (a workdir, or "
+                           "'bundled' for the shipped model) to the library and search table")
 
 
 def _fail(message: str) -> NoReturn:

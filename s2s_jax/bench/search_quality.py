@@ -6,6 +6,10 @@ targets cover all 32), rendered; and, with `--sounds DIR`, any sound files, scal
 median RMS of the held-out renders (sounds that are not DX7 renders have no natural level).
 The library is DIR's training split, rendered once and cached (`match.library`).
 
+With `--network` (a workdir, or "bundled"), rows of the network join: alone (its top-1 voice),
+with selection (its most probable voices at the budget, rendered and ranked), and the full
+pipeline (network and library candidates, then the value search).
+
 Every method spends renders through one recording objective, so a method's MFCCD at a budget
 B is the best score among its first B renders: each method runs once at the largest budget, and
 the smaller budgets read its anytime curve (no method's moves depend on its budget). Seconds
@@ -27,6 +31,8 @@ import soundfile
 
 from s2s_jax.audio import mfccd
 from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.infer import bundled
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import library as library_lib
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -137,7 +143,7 @@ def sound_targets(folder: pathlib.Path, rms: float, settings: ClipSpec
 
 def methods(library: library_lib.Library, renderer: R.Renderer, budget: int, seed: int,
             library_k: int, algorithm_of: dict[str, int]) -> list[Method]:
-  """The compared methods, each spending at most `budget` renders per target.
+  """The compared methods without a network, each spending at most `budget` renders per target.
 
   The baselines search one algorithm: a held-out target's own (`algorithm_of[name]`), else
   that of the library voice nearest by summary; library rows choose among all 32.
@@ -189,6 +195,41 @@ def methods(library: library_lib.Library, renderer: R.Renderer, budget: int, see
       Method("library + hill climbing (64-bin classes)", library_then_class_moves, library_k),
       Method("library + value search, 4 starts (default)", library_then(remaining), library_k),
   ]
+
+
+def network_methods(model: workdir_lib.TrainedModel, library: library_lib.Library,
+                    renderer: R.Renderer, budgets: list[int], seed: int, library_k: int,
+                    algorithms: int = 4) -> list[Method]:
+  """The rows of a network that predicts the algorithm, at each budget of `budgets`.
+
+  Selection decodes its `algorithms` most probable algorithms and their `budget / algorithms`
+  most probable voices; the full pipeline adds `algorithms` x 4 network candidates to the
+  library's `library_k`, then searches (as `s2s-match --library` with the model).
+  """
+
+  def matcher(refine, with_library, top_k, model_algorithms=algorithms):
+    return _RecordingMatcher([model], matcher_lib.MatchSettings(
+        refine=refine, seed=seed, library_k=library_k, model_algorithms=model_algorithms,
+        top_k=top_k), renderer, library if with_library else None)
+
+  def recorded(m):
+    def method(target, i):
+      del i
+      m.match(target)
+      return m.recorded
+    return method
+
+  candidates = library_k + 4 * algorithms
+  rows = [Method("network alone (top-1)", recorded(matcher(None, False, top_k=1,
+                                                             model_algorithms=1)),
+                 anytime=False)]
+  rows += [Method("network + selection", recorded(matcher(None, False,
+                                                          top_k=max(b // algorithms, 1))),
+                  anytime=False) for b in budgets]
+  rows.append(Method("library + network + value search (full pipeline)",
+                     recorded(matcher(search.Budget(max(budgets) - candidates), True, top_k=4)),
+                     candidates))
+  return rows
 
 
 def score_table(method_list: list[Method], targets: list[target_lib.Target],
@@ -290,6 +331,12 @@ def run(args: argparse.Namespace, commit: str | None) -> None:
     print(f"[{time.perf_counter() - started:6.0f} s] {line}", flush=True)
 
   method_list = methods(library, renderer, max(budgets), args.seed, args.library_k, algorithm_of)
+  if args.network:
+    model = (bundled.load() if args.network == "bundled"
+             else workdir_lib.load_model(args.network))
+    method_list += network_methods(model, library, renderer, budgets, args.seed, args.library_k)
+  if args.methods:
+    method_list = [m for m in method_list if any(text in m.name for text in args.methods)]
   floor_rows = floor(target_voices, renderer, out)
   tables = {}
 
@@ -306,6 +353,7 @@ def run(args: argparse.Namespace, commit: str | None) -> None:
               "n_sounds": len(sounds), "budgets": budgets, "library_size": len(library),
               "library_k": args.library_k, "seed": args.seed, "rms_of_sounds": rms,
               "target_algorithms": sorted(set(algorithm_of.values())),
+              "network": args.network,
               "commit": commit}
   score_table(method_list, targets, budgets, progress, save("held-out presets"))
   if sounds:

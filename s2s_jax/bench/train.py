@@ -18,9 +18,9 @@ import ml_collections
 from s2s_jax import config_file
 from s2s_jax.audio.features import FeatureBanks, featurise
 from s2s_jax.infer import logits as logits_lib
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.models import synthetic
-from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import parallel
 from s2s_jax.train import train
 from s2s_jax.util import report
@@ -66,7 +66,7 @@ class CompiledStep:
 
 def compile_step(config: ml_collections.ConfigDict, batch_size: int) -> CompiledStep:
   """The training step of `config` on a synthetic batch of `batch_size` clips, on all devices."""
-  space = ParameterSpace(config.num_bins)
+  space = workdir_lib.parameter_space(config)
   mesh = parallel.data_mesh()
   replicated = parallel.replicated(mesh)
   banks = jax.device_put(FeatureBanks.create(), replicated)

@@ -15,9 +15,9 @@ from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import logits as logits_lib
 from s2s_jax.infer.inputs import model_inputs
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.models import sound2synth
-from s2s_jax.synth.space import ParameterSpace
 
 
 def network_probabilities(network, layout: logits_lib.ClassLayout, variables: dict,
@@ -37,9 +37,10 @@ class Predictor:
   def __init__(self, models: Sequence[TrainedModel]):
     if not models:
       raise ModelError("no model given")
-    bins = {m.config.num_bins for m in models}
-    if len(bins) > 1:
-      raise ModelError(f"models disagree on num_bins ({sorted(bins)}): their class spaces differ")
+    spaces = {workdir_lib.parameter_space(m.config) for m in models}
+    if len(spaces) > 1:
+      raise ModelError(f"models disagree on their classes ({sorted(map(str, spaces))}): "
+                       "num_bins or predict_algorithm differ")
     self.models = tuple(models)
     self.clip = models[0].clip
     for m in models[1:]:
@@ -47,7 +48,7 @@ class Predictor:
         check_same_clip(m.clip, f"model {m.workdir}", self.clip, f"model {models[0].workdir}'s")
       except ValueError as e:
         raise ModelError(str(e)) from None
-    self.space = ParameterSpace(bins.pop())
+    self.space = spaces.pop()
     self.layout = logits_lib.ClassLayout.create(self.space, self.clip)
     self._banks = FeatureBanks.create(FeatureSpec(clip=self.clip))
     self._inputs = jax.jit(model_inputs)

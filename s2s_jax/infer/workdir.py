@@ -70,6 +70,11 @@ def model_algorithm(config: ml_collections.ConfigDict) -> int | None:
   return recipes.recipe(config.dataset_config).mix.algorithm
 
 
+def parameter_space(config: ml_collections.ConfigDict) -> ParameterSpace:
+  """The classes a run of `config` learns: `num_bins`, and ALGORITHM when it predicts it."""
+  return ParameterSpace(config.num_bins, bool(config.get("predict_algorithm", False)))
+
+
 def write_config(workdir: epath.Path, config: ml_collections.ConfigDict, clip: ClipSpec) -> None:
   """Writes `workdir/config.json`: the settings and, under "clip", the clip trained on."""
   settings = json.loads(config.to_json()) | {"clip": clip.to_dict()}
@@ -89,7 +94,7 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     settings = json.loads(config_path.read_text())
     clip = ClipSpec.from_dict(settings.pop("clip", None))
     config = ml_collections.ConfigDict(settings)
-    network = sound2synth.create_model(config, ParameterSpace(config.num_bins))
+    network = sound2synth.create_model(config, parameter_space(config))
     algorithm = model_algorithm(config)
   except (ValueError, KeyError, AttributeError, TypeError) as e:
     raise ModelError(f"model {workdir}: {config_path.name} is not a usable training config "
@@ -100,7 +105,7 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     raise ModelError(f"model {workdir}: no checkpoint in {best}; training saves one at its "
                      "first validation")
   step = max(steps)
-  abstract = _abstract_variables(network, clip)
+  abstract = abstract_variables(network, clip)
   with ocp.CheckpointManager(best.absolute(), options=ocp.CheckpointManagerOptions(
       create=False, read_only=True)) as manager:
     try:
@@ -113,7 +118,7 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
                       variables=restored.variables, step=step)
 
 
-def _abstract_variables(network, clip: ClipSpec) -> dict:
+def abstract_variables(network, clip: ClipSpec) -> dict:
   """Shapes, dtypes and (single-device) shardings of the network's variables."""
   shapes = jax.eval_shape(functools.partial(network.init, train=False), jax.random.key(0),
                           _abstract_inputs(clip))

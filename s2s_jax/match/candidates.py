@@ -11,6 +11,7 @@ rank vector is reached once and never before a better one.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,3 +48,23 @@ def top_k_classes(probabilities: np.ndarray, space: ParameterSpace, k: int) -> n
       heapq.heappush(heap, (total + cost[p][new[p]] - cost[p][ranks[p]], counter, p, new))
       counter += 1
   return np.array([[order[p][r[p]] for p in range(num_params)] for r in found], np.int32)
+
+
+def top_algorithms(probabilities: np.ndarray, space: ParameterSpace, allowed: Sequence[int],
+                   count: int) -> list[int]:
+  """The `count` most probable of the `allowed` 1-based algorithms under a network that
+  predicts ALGORITHM (`space.predict_algorithm`), most probable first."""
+  block = space.blocks(np.asarray(probabilities))[space.names.index("ALGORITHM")]
+  allowed = np.asarray(sorted(allowed))
+  order = np.argsort(-block[allowed - 1], kind="stable")
+  return allowed[order[:count]].tolist()
+
+
+def top_k_given_algorithm(probabilities: np.ndarray, space: ParameterSpace, algorithm: int,
+                          k: int) -> np.ndarray:
+  """The k most probable class vectors `[k, num_params]` whose ALGORITHM is `algorithm`."""
+  blocks = space.blocks(np.array(probabilities, np.float64))
+  index = space.names.index("ALGORITHM")
+  blocks[index][:] = 0.0
+  blocks[index][algorithm - 1] = 1.0
+  return top_k_classes(np.concatenate(blocks), space, k)

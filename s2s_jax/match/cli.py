@@ -23,6 +23,7 @@ import jax
 
 from s2s_jax.audio import io
 from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.infer import bundled
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import export
 from s2s_jax.match import library
@@ -54,7 +55,10 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
 def add_match_arguments(parser: argparse.ArgumentParser) -> None:
   """The model and search options `s2s-match` and `s2s-serve` share."""
   parser.add_argument("--model", action="append", default=[], metavar="WORKDIR",
-                      help="a training workdir (repeatable: one model per algorithm; default none)")
+                      help="a training workdir (repeat for one model per algorithm; default: "
+                           "the model bundled with s2s_jax)")
+  parser.add_argument("--no-model", action="store_true",
+                      help="no network: candidates from --library only (default: off)")
   parser.add_argument("--library", action="append", default=[], metavar="DIR",
                       help="a folder tree of .syx presets whose nearest voices are candidates "
                            "(repeatable; rendered once, then cached; default none)")
@@ -84,6 +88,13 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                            "hidden)")
 
 
+def use_compilation_cache() -> None:
+  """Caches compiled programs on disk (default ~/.cache/s2s_jax/jax) unless a cache is set."""
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def create_matcher(args: argparse.Namespace, progress: Callable[[str], None] | None = None
                    ) -> matcher_lib.Matcher:
   """Loads the models and the engine the options name (ModelError / ValueError if unusable);
@@ -92,12 +103,12 @@ def create_matcher(args: argparse.Namespace, progress: Callable[[str], None] | N
   Compiled programs are cached on disk (`JAX_COMPILATION_CACHE_DIR`, default
   ~/.cache/s2s_jax/jax), so later processes start matching in a second instead of five.
   """
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  if not args.model and not args.library:
-    raise ValueError("give a --model, a --library of presets, or both")
-  models = [workdir_lib.load_model(w) for w in args.model]
+  use_compilation_cache()
+  if args.no_model and (args.model or not args.library):
+    raise ValueError("--no-model takes candidates from --library only: give a --library and "
+                     "no --model")
+  models = ([] if args.no_model else [workdir_lib.load_model(w) for w in args.model]
+            or [bundled.load()])
   clip = dataclasses.replace(models[0].clip if models else ClipSpec(),  # the models' clip
                              velocity=args.velocity)
   renderer = R.DawDreamerRenderer(args.vst3, clip) if args.vst3 else R.DexedRenderer(clip)

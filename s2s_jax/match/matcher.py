@@ -3,7 +3,8 @@
 For one prepared input (`target.Target`):
 1. candidates: every model gives class probabilities and each (model, algorithm) pair its
    `top_k` most probable voices (a model trained on every algorithm is tried with each allowed
-   one); a preset library gives its `library_k` voices nearest to the input, of the allowed
+   one; a model that predicts the algorithm, with its `model_algorithms` most probable allowed
+   ones); a preset library gives its `library_k` voices nearest to the input, of the allowed
    algorithms. Either source may be absent, not both;
 2. all candidates are rendered by the engine and ranked by MFCCD-13 against the input: the
    paper's selection over its 32 per-algorithm models, extended to the user's presets;
@@ -61,6 +62,7 @@ class MatchSettings:
   Attributes:
     algorithms: 1-based DX7 algorithms allowed; models of other algorithms are skipped.
     top_k: candidates decoded per model and algorithm.
+    model_algorithms: most probable algorithms decoded by a model that predicts the algorithm.
     refine: the search's budget; None skips the search.
     seed: the search's random moves.
     library_k: nearest library voices rendered as candidates.
@@ -69,6 +71,7 @@ class MatchSettings:
   """
   algorithms: tuple[int, ...] = ALL_ALGORITHMS
   top_k: int = 4
+  model_algorithms: int = 4
   refine: search.Budget | None = None
   seed: int = 0
   library_k: int = 32
@@ -79,9 +82,9 @@ class MatchSettings:
     bad = [a for a in self.algorithms if not 1 <= a <= params.NUM_ALGORITHMS]
     if bad or not self.algorithms:
       raise ValueError(f"algorithms must be a non-empty set of 1..32, got {self.algorithms}")
-    if min(self.top_k, self.library_k, self.starts) < 1:
-      raise ValueError(f"top_k, library_k and starts must be >= 1, got {self.top_k}, "
-                       f"{self.library_k}, {self.starts}")
+    if min(self.top_k, self.model_algorithms, self.library_k, self.starts) < 1:
+      raise ValueError(f"top_k, model_algorithms, library_k and starts must be >= 1, got "
+                       f"{self.top_k}, {self.model_algorithms}, {self.library_k}, {self.starts}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +132,11 @@ class Matcher:
     self.settings = settings
     if not models and library is None:
       raise ValueError("no source of candidates: give a model, a preset library or both")
+    # (model, algorithm); algorithm None: the model's most probable allowed ones.
     self._pairs = [(i, a) for i, m in enumerate(models)
-                   for a in ((m.algorithm,) if m.algorithm else settings.algorithms)
-                   if a in settings.algorithms]
+                   for a in ((m.algorithm,) if m.algorithm else
+                             (None,) if m.config.get("predict_algorithm") else settings.algorithms)
+                   if a is None or a in settings.algorithms]
     if models and not self._pairs:
       trained = sorted({m.algorithm for m in models if m.algorithm})
       raise ModelError(f"no model for the allowed algorithms {list(settings.algorithms)} "
@@ -198,12 +203,20 @@ class Matcher:
       network_space = self.predictor.space
       guides = [value_search.value_proposal(p, network_space) for p in probabilities]
       for model, algorithm in self._pairs:
-        found = candidates_lib.top_k_classes(probabilities[model], network_space,
-                                             self.settings.top_k)
-        values.extend(self.space.encode(network_space.decode(found, algorithm)))
-        sources += [str(self.predictor.models[model].workdir)] * len(found)
-        algorithms += [algorithm] * len(found)
-        proposals += [guides[model]] * len(found)
+        if algorithm is None:
+          decoded = [(a, candidates_lib.top_k_given_algorithm(probabilities[model], network_space,
+                                                              a, self.settings.top_k))
+                     for a in candidates_lib.top_algorithms(
+                         probabilities[model], network_space, self.settings.algorithms,
+                         self.settings.model_algorithms)]
+        else:
+          decoded = [(algorithm, candidates_lib.top_k_classes(probabilities[model],
+                                                              network_space, self.settings.top_k))]
+        for a, found in decoded:
+          values.extend(self.space.encode(network_space.decode(found, a)))
+          sources += [str(self.predictor.models[model].workdir)] * len(found)
+          algorithms += [a] * len(found)
+          proposals += [guides[model]] * len(found)
     if self.library is not None:
       nearest = self.library.nearest(target.audio, self.settings.library_k,
                                      self.settings.algorithms)

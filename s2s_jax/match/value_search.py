@@ -67,8 +67,10 @@ def value_proposal(probabilities: np.ndarray, space: ParameterSpace) -> np.ndarr
   `[VALUE_SPACE.total_classes]`: a bin's mass shared evenly among the values it decodes to."""
   blocks = []
   for k, block in enumerate(space.blocks(np.asarray(probabilities, np.float64))):
+    if space.names[k] not in VALUE_SPACE.names:  # ALGORITHM: the search keeps each start's
+      continue
     if space.is_continuous[k]:
-      values = np.arange(VALUE_SPACE.num_classes[k])
+      values = np.arange(100)
       bins = np.floor(values * (space.num_bins - 1) / 99 + 0.5).astype(int)  # as space.encode
       block = block[bins] / np.bincount(bins, minlength=len(block))[bins]
     blocks.append(block / block.sum())

@@ -22,14 +22,20 @@ VGG_STAGES = ((64,), (128,), (256, 256), (512, 512), (512, 512))
 
 
 class SpectrogramCnn(nn.Module):
-  """VGG-style CNN with batch norm on a spectrogram `[batch, time, freq]` (STFT or mel)."""
+  """VGG-style CNN with batch norm on a spectrogram `[batch, time, freq]` (STFT or mel).
+
+  `input_pool` (time, freq) average-pools the spectrogram first: a coarser, cheaper input.
+  """
   stages: tuple[tuple[int, ...], ...] = VGG_STAGES
   output_width: int = 512
+  input_pool: tuple[int, int] = (1, 1)
   dtype: Any = None
 
   @nn.compact
   def __call__(self, spectrogram: jax.Array, train: bool) -> jax.Array:
     x = spectrogram[..., None]
+    if tuple(self.input_pool) != (1, 1):
+      x = nn.avg_pool(x, tuple(self.input_pool), strides=tuple(self.input_pool))
     for i, stage in enumerate(self.stages):
       if i:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
   app = app_lib.create_app(matcher, max_upload_bytes=int(args.max_upload_mb * 2**20),
                            max_pending=args.max_pending, body_seconds=args.body_timeout)
   sock.listen(128)
-  count, voices = len(args.model), len(matcher.library) if matcher.library else 0
+  count = len(matcher.predictor.models) if matcher.predictor else 0
+  voices = len(matcher.library) if matcher.library else 0
   library = f", {voices} library voices" if voices else ""
   print(f"s2s-serve: listening on {_url(sock)} ({count} model{'s' * (count != 1)}{library})",
         flush=True)

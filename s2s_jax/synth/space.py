@@ -1,6 +1,7 @@
 """The learnable parameter space: DX7 voices <-> per-parameter class indices.
 
-Every DX7 sound parameter except ALGORITHM (fixed per model) is learnt as a
+Every DX7 sound parameter except ALGORITHM (fixed per model, or, with
+`predict_algorithm`, one more discrete parameter of 32 classes) is learnt as a
 class. Continuous 0..99 parameters are quantised into `num_bins` ordinal bins
 whose reconstruction points are evenly spaced from 0 to 99 inclusive: bin b
 decodes to round(b * 99 / (K - 1)), and a value encodes to its nearest
@@ -29,9 +30,12 @@ class ParameterSpace:
 
   Attributes:
     num_bins: K, the number of classes of each continuous (0..99) parameter.
+    predict_algorithm: ALGORITHM is learnt too (class = algorithm - 1), for one network of
+      every algorithm; else it is fixed per model and given to `decode`.
   """
 
   num_bins: int = 64
+  predict_algorithm: bool = False
 
   def __post_init__(self):
     if not 2 <= self.num_bins <= 100:
@@ -40,8 +44,9 @@ class ParameterSpace:
 
   @functools.cached_property
   def params(self) -> tuple[params.DexedParam, ...]:
-    """The learnable parameters (144: 84 continuous, 60 discrete)."""
-    learnable = (params.Kind.CONTINUOUS, params.Kind.DISCRETE)
+    """The learnable parameters (144: 84 continuous, 60 discrete; 145 with ALGORITHM)."""
+    learnable = (params.Kind.CONTINUOUS, params.Kind.DISCRETE) + (
+        (params.Kind.ALGORITHM,) if self.predict_algorithm else ())
     return tuple(p for p in params.DEXED_PARAMS if p.kind in learnable)
 
   @functools.cached_property
@@ -98,13 +103,14 @@ class ParameterSpace:
     bins = _round_half_up(values * (self.num_bins - 1) / 99.0)
     return np.where(self.is_continuous, bins, values).astype(np.int32)
 
-  def decode(self, classes: np.ndarray, algorithm: int | np.ndarray,
+  def decode(self, classes: np.ndarray, algorithm: int | np.ndarray | None = None,
              name: str = "S2S MATCH") -> np.ndarray:
     """Class indices `[..., num_params]` -> voices `[..., 155]` uint8.
 
     Args:
       classes: one class index per learnable parameter.
-      algorithm: 1-based DX7 algorithm (1..32), a scalar or `[...]`.
+      algorithm: 1-based DX7 algorithm (1..32), a scalar or `[...]`; None takes the predicted
+        one (`predict_algorithm` only).
       name: the voice name written into every voice.
     """
     classes = np.asarray(classes)
@@ -120,7 +126,10 @@ class ParameterSpace:
     voices = np.broadcast_to(params.with_name(params.INIT_VOICE, name),
                              classes.shape[:-1] + (params.VOICE_BYTES,)).copy()
     voices[..., self.voice_bytes] = values
-    params.set_algorithm(voices, algorithm)
+    if algorithm is not None:
+      params.set_algorithm(voices, algorithm)
+    elif not self.predict_algorithm:
+      raise ValueError("decode needs the algorithm: this space does not predict it")
     return voices
 
   def class_values(self, classes: np.ndarray) -> np.ndarray:

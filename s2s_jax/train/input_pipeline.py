@@ -1,5 +1,8 @@
 """Training input: this host's batches from a built `dexed_presets` config, or rendered online.
 
+Online runs with `config.online.build_dataset` False build nothing: their splits come from the
+preset folder `config.manual_dir`, held in memory (`preset_splits.MemorySplits`).
+
 Every batch is `{"audio": float32 [batch, samples], "labels": int32 [batch, num_params],
 "weights": float32 [batch, num_params]}` on the host; the training step featurises on the device.
 """
@@ -24,6 +27,9 @@ from s2s_jax.infer import workdir
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import online
+from s2s_jax.train import preset_splits
+
+Dataset = pathlib.Path | preset_splits.MemorySplits  # a built dataset's folder, or in memory
 
 BATCH_KEYS = ("audio", "labels", "weights")
 
@@ -43,9 +49,22 @@ def data_dir(config: ml_collections.ConfigDict, workdir) -> str:
   return config.data_dir or str(workdir / "tensorflow_datasets")
 
 
+def _in_memory(config: ml_collections.ConfigDict) -> bool:
+  return config.input == "online" and not config.online.get("build_dataset", True)
+
+
 def check_dataset(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, naming the setting, if `prepared_dataset` could not succeed."""
   builder.builder_config(config.dataset_config)
+  if _in_memory(config):
+    if config.online.mode != "augment" or not builder.builder_config(
+        config.dataset_config).mix.real:
+      raise ValueError("config.online.build_dataset=False needs config.online.mode='augment' "
+                       "and a dataset config of real presets (e.g. 'all')")
+    if not config.manual_dir or not os.path.isdir(os.path.expanduser(config.manual_dir)):
+      raise ValueError(f"config.manual_dir {config.manual_dir!r} must be a folder of .syx "
+                       "presets (config.online.build_dataset=False reads it directly)")
+    return
   if "://" in config.data_dir:
     raise ValueError(f"config.data_dir {config.data_dir!r} must be a local folder: ArrayRecord "
                      "reads local files only; copy the built dataset there first (launch/README.md)")
@@ -76,13 +95,19 @@ def training_clip(config: ml_collections.ConfigDict) -> ClipSpec:
   return dataset.builder_config.clip
 
 
-def prepared_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
-  """The version folder of `config.dataset_config` under `config.data_dir`, built if missing.
+def prepared_dataset(config: ml_collections.ConfigDict) -> Dataset:
+  """The version folder of `config.dataset_config` under `config.data_dir`, built if missing;
+  or, with `config.online.build_dataset` False, the preset folder's splits in memory.
 
   Only a single-process job builds; a multi-host job expects the dataset built beforehand
   (`tfds build dexed_presets` or `launch/` for a distributed build). See `check_dataset`.
   """
   check_dataset(config)
+  if _in_memory(config):
+    return preset_splits.load(config.manual_dir, builder.builder_config(config.dataset_config).mix,
+                              workdir.parameter_space(config),
+                              R.DexedRenderer(training_clip(config)),
+                              config.online.eval_examples, config.seed)
   dataset = _builder(config)
   if not _is_built(dataset):
     dataset.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -131,7 +156,7 @@ class Batches:
       self._iterator.close()
 
 
-def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | None,
+def train_batches(config: ml_collections.ConfigDict, dataset: Dataset | None,
                   space: ParameterSpace) -> Batches:
   """This host's rows of endless shuffled global batches of `config.per_step_batch_size`.
 
@@ -153,23 +178,35 @@ def train_batches(config: ml_collections.ConfigDict, dataset: pathlib.Path | Non
   return Batches(iter(batches))
 
 
-def split_column(dataset: pathlib.Path, split: str, key: str) -> np.ndarray:
+def split_column(dataset: Dataset, split: str, key: str) -> np.ndarray:
   """One feature of every example of a split, stacked: `[examples, ...]`."""
+  if isinstance(dataset, preset_splits.MemorySplits):
+    return dataset.splits[split][key]
   source = reader.data_source(dataset, split)
   return np.stack([np.asarray(source[i][key]) for i in range(len(source))])
 
 
-def num_examples(dataset: pathlib.Path, split: str) -> int:
+def num_examples(dataset: Dataset, split: str) -> int:
+  if isinstance(dataset, preset_splits.MemorySplits):
+    return len(dataset.splits[split]["voice"])
   return len(reader.data_source(dataset, split))
 
 
-def eval_batches(dataset: pathlib.Path, split: str, batch_size: int):
+def eval_batches(dataset: Dataset, split: str, batch_size: int):
   """One pass over a split in order, in batches of `batch_size` padded to full size.
 
   Yields `BATCH_KEYS` plus "mask" float32 [batch] (0 for padding rows) and "algorithm" int32
   [batch] (1-based).
   Every host reads the whole split (evaluation runs on the primary host's view).
   """
+  if isinstance(dataset, preset_splits.MemorySplits):
+    arrays = dataset.splits[split]
+    for start in range(0, len(arrays["voice"]), batch_size):
+      batch = {key: arrays[key][start:start + batch_size]
+               for key in BATCH_KEYS + ("algorithm",)}
+      batch["mask"] = np.ones(len(batch["labels"]), np.float32)
+      yield {key: _pad(value, batch_size) for key, value in batch.items()}
+    return
   source = reader.data_source(dataset, split)
   for start in range(0, len(source), batch_size):
     rows = [source[i] for i in range(start, min(start + batch_size, len(source)))]

@@ -166,7 +166,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.online.mode must be 'random' or 'augment', got "
                        f"{config.online.mode!r}")
     create_optimizer(config, updates_per_epoch=1)
-    sound2synth.create_model(config, ParameterSpace(config.num_bins))
+    sound2synth.create_model(config, workdir_lib.parameter_space(config))
     input_pipeline.check_dataset(config)
   except ValueError as e:
     raise ConfigError(str(e)) from e
@@ -221,13 +221,19 @@ class Evaluator:
   checkpoints: checkpointing.Checkpoints
   writer: writers.MetricWriter
 
+  def _algorithms(self, kept: dict) -> np.ndarray | None:
+    """The algorithms predictions play with: the examples' own, or (a space that predicts the
+    algorithm) None, each prediction's own."""
+    return None if self.space.predict_algorithm else kept["algorithm"]
+
   def validate(self, variables: dict, step: int, loop: LoopState, label: str = "validation"
                ) -> dict[str, float]:
     """Validation metrics; saves the best checkpoint; early stopping (`label` "validation")."""
     means, kept = self.run_eval(variables, "validation", self.config.eval_mfccd_examples)
     if len(kept["classes"]):
       renderer = R.DexedRenderer(input_pipeline.training_clip(self.config))
-      audio = rendering.render_classes(self.space, kept["classes"], kept["algorithm"], renderer)
+      audio = rendering.render_classes(self.space, kept["classes"], self._algorithms(kept),
+                                       renderer)
       scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
       means |= {name: float(np.mean(value)) for name, value in scores.items()}
       shown = min(self.config.image_summaries, len(audio))
@@ -263,7 +269,7 @@ class Evaluator:
         train_labels, self.space, len(kept["classes"]), self.config.seed)
     rows = []
     for name, classes in predictions.items():
-      audio = rendering.render_classes(self.space, classes, kept["algorithm"], renderer)
+      audio = rendering.render_classes(self.space, classes, self._algorithms(kept), renderer)
       scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
       rows.append({"predictor": name, "examples": len(classes),
                    **{k: float(np.mean(v)) for k, v in scores.items()},
@@ -297,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   clip = input_pipeline.training_clip(config)
   if jax.process_index() == 0:  # what `infer.workdir.load_model` rebuilds the network from
     workdir_lib.write_config(workdir, config, clip)
-  space = ParameterSpace(config.num_bins)
+  space = workdir_lib.parameter_space(config)
   layout = logits_lib.ClassLayout.create(space, clip)
   dataset = input_pipeline.prepared_dataset(config)
   num_train = (config.online.examples_per_epoch if config.input == "online"

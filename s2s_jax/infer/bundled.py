@@ -1,0 +1,96 @@
+"""The model shipped inside the package (`s2s_jax/bundled/`), and how a workdir becomes one.
+
+A bundled model is a folder of three files: `config.json` (as a training workdir's),
+`weights.msgpack` (the best variables, flax-serialised, in bfloat16) and `MODEL_CARD.md`.
+`s2s-match` and `s2s-serve` load it when no `--model` is given.
+
+  python -m s2s_jax.infer.bundled WORKDIR [--out DIR] [--overwrite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.infer import workdir as workdir_lib
+from s2s_jax.models import sound2synth
+
+BUNDLED_DIR = pathlib.Path(__file__).resolve().parent.parent / "bundled"
+WEIGHTS_FILE = "weights.msgpack"
+
+
+def export(workdir: str | pathlib.Path, out: pathlib.Path, overwrite: bool = False
+           ) -> pathlib.Path:
+  """Writes the best variables of `workdir` and its config to the folder `out`.
+
+  Returns the weights file. OSError (FileExistsError) if `out` already holds a bundled
+  model's files and not `overwrite`.
+  """
+  model = workdir_lib.load_model(workdir)
+  out.mkdir(parents=True, exist_ok=True)
+  files = [out / WEIGHTS_FILE, out / workdir_lib.CONFIG_FILE]
+  existing = [str(f) for f in files if f.exists()]
+  if existing and not overwrite:
+    raise FileExistsError(f"{', '.join(existing)} already exist: pass --overwrite to replace")
+  half = jax.tree.map(lambda x: np.asarray(x, jnp.bfloat16), model.variables)
+  files[0].write_bytes(flax.serialization.to_bytes(half))
+  settings = json.loads(model.config.to_json()) | {"clip": model.clip.to_dict(),
+                                                    "step": model.step}
+  files[1].write_text(json.dumps(settings, indent=2) + "\n")
+  return files[0]
+
+
+def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
+  """The bundled model of `folder` (default: the package's); ModelError if unusable."""
+  folder = pathlib.Path(folder)
+  config_path, weights = folder / workdir_lib.CONFIG_FILE, folder / WEIGHTS_FILE
+  if not config_path.is_file() or not weights.is_file():
+    raise workdir_lib.ModelError(
+        f"bundled model {folder}: missing {config_path.name} or {weights.name} (give --model "
+        "WORKDIR, or reinstall the package)")
+  try:
+    settings = json.loads(config_path.read_text())
+    clip = ClipSpec.from_dict(settings.pop("clip", None))
+    step = int(settings.pop("step", 0))
+    config = ml_collections.ConfigDict(settings)
+    network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
+    template = jax.tree.map(lambda x: np.zeros(x.shape, jnp.bfloat16),
+                            workdir_lib.abstract_variables(network, clip))
+    restored = flax.serialization.from_bytes(template, weights.read_bytes())
+  except (ValueError, KeyError, AttributeError, TypeError) as e:
+    raise workdir_lib.ModelError(f"bundled model {folder}: unusable ({e})") from None
+  variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored)
+  return workdir_lib.TrainedModel(workdir=folder, config=config, clip=clip,
+                                  algorithm=workdir_lib.model_algorithm(config),
+                                  variables=variables, step=step)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m s2s_jax.infer.bundled",
+                                   description="Exports a training workdir as a bundled model.")
+  parser.add_argument("workdir", help="a training workdir (config.json and best/)")
+  parser.add_argument("--out", type=pathlib.Path, default=BUNDLED_DIR,
+                      help=f"folder to write (default {BUNDLED_DIR})")
+  parser.add_argument("--overwrite", action="store_true", help="replace a bundled model there")
+  args = parser.parse_args(argv)
+  try:
+    weights = export(args.workdir, args.out, args.overwrite)
+  except (workdir_lib.ModelError, OSError) as e:
+    print(f"bundled: error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and "
+        f"{weights.with_name(workdir_lib.CONFIG_FILE)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
