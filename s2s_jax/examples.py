@@ -25,6 +25,7 @@ from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
+from s2s_jax.util import console
 from s2s_jax.util import report
 
 SAMPLE_RATE = 48_000
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--refine-renders", type=int, default=200, metavar="N",
                       help="search renders per sound (default 200)")
   args = parser.parse_args(argv)
+  console.quiet()
   sounds, matches = args.folder / "sounds", args.folder / "matches"
   match_cli.use_compilation_cache()
   try:
@@ -131,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     target = target_lib.load_target(path, renderer.settings)
     match = matcher.match(target)
-    outputs = export.write_outputs(matches, match, target, renderer)
+    written = export.write_outputs(matches, match, target, renderer, path)
     rows.append({"sound": str(path), "algorithm": match.algorithm,
                  "MFCCD-13": round(match.mfccd["mfccd13"], 2),
                  "seconds": round(time.perf_counter() - started, 1),
-                 "preset": str(outputs["syx"])})
+                 "preset": str(written.paths["syx"])})
   print(report.format_table(rows))
-  print(f"each preset also as Dexed JSON, rendering and picture in {matches}")
+  print(f"each preset also as a 32-voice bank of alternatives, Dexed JSON, rendering and "
+        f"picture in {matches}")
   return 0
 
 

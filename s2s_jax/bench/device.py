@@ -28,7 +28,9 @@ import numpy as np
 from s2s_jax import config_file
 from s2s_jax.audio.features import featurise
 from s2s_jax.bench import train as train_bench
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.models import sound2synth
+from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.util import report
 
 # Dense bf16 FLOP/s per chip from the vendors' datasheets, by a substring of `device_kind`
@@ -130,15 +132,15 @@ def largest_batch(config, start: int, deadline: float, first_try_s: float) -> tu
   return fitted, "time budget reached (more may fit)"
 
 
-def host_samples_per_core(num_bins: int, batch_size: int = 8) -> tuple[float | None, str]:
+def host_samples_per_core(space: ParameterSpace, batch_size: int = 8
+                          ) -> tuple[float | None, str]:
   """Online-rendered training examples per second on one host core, or (None, why not)."""
   try:
-    from s2s_jax.synth.space import ParameterSpace
     from s2s_jax.train import online
   except ImportError as error:  # dexed-py is missing where only the network is installed
     return None, f"not measured: {error}"
   settings = online.OnlineSettings(batch_size=batch_size, workers=1, prefetch=1)
-  with online.OnlineSource(settings, space=ParameterSpace(num_bins), process_index=0,
+  with online.OnlineSource(settings, space=space, process_index=0,
                            process_count=1) as source:
     next(source)
     start = time.perf_counter()
@@ -174,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
   params = sound2synth.count_parameters(step.state.params)
   compile_s, first_try_s = step.compile_s, step.compile_s + 2 * step_s
   del step  # frees its state before the batch search
-  host_rate, host_note = host_samples_per_core(config.num_bins)
+  host_rate, host_note = host_samples_per_core(workdir_lib.parameter_space(config))
   samples_per_s = batch / step_s
   fitted, why = largest_batch(config, batch, deadline, first_try_s)
 
