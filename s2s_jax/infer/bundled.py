@@ -10,19 +10,18 @@ A bundled model is a folder of three files: `config.json` (as a training workdir
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
+from etils import epath
 import flax.serialization
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.models import sound2synth
+from s2s_jax.util import files as files_lib
 
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent.parent / "bundled"
 WEIGHTS_FILE = "weights.msgpack"
@@ -42,10 +41,8 @@ def export(workdir: str | pathlib.Path, out: pathlib.Path, overwrite: bool = Fal
   if existing and not overwrite:
     raise FileExistsError(f"{', '.join(existing)} already exist: pass --overwrite to replace")
   half = jax.tree.map(lambda x: np.asarray(x, jnp.bfloat16), model.variables)
-  files[0].write_bytes(flax.serialization.to_bytes(half))
-  settings = json.loads(model.config.to_json()) | {"clip": model.clip.to_dict(),
-                                                    "step": model.step}
-  files[1].write_text(json.dumps(settings, indent=2) + "\n")
+  files_lib.write_atomic(files[0], flax.serialization.to_bytes(half))
+  workdir_lib.write_config(epath.Path(out), model.config, model.clip, model.step)
   return files[0]
 
 
@@ -58,10 +55,7 @@ def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
         f"bundled model {folder}: missing {config_path.name} or {weights.name} (give --model "
         "WORKDIR, or reinstall the package)")
   try:
-    settings = json.loads(config_path.read_text())
-    clip = ClipSpec.from_dict(settings.pop("clip", None))
-    step = int(settings.pop("step", 0))
-    config = ml_collections.ConfigDict(settings)
+    config, clip, step = workdir_lib.read_config(config_path)
     network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
     template = jax.tree.map(lambda x: np.zeros(x.shape, jnp.bfloat16),
                             workdir_lib.abstract_variables(network, clip))
@@ -71,7 +65,7 @@ def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
   variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored)
   return workdir_lib.TrainedModel(workdir=folder, config=config, clip=clip,
                                   algorithm=workdir_lib.model_algorithm(config),
-                                  variables=variables, step=step)
+                                  variables=variables, step=step or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

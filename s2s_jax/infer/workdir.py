@@ -75,10 +75,23 @@ def parameter_space(config: ml_collections.ConfigDict) -> ParameterSpace:
   return ParameterSpace(config.num_bins, bool(config.get("predict_algorithm", False)))
 
 
-def write_config(workdir: epath.Path, config: ml_collections.ConfigDict, clip: ClipSpec) -> None:
-  """Writes `workdir/config.json`: the settings and, under "clip", the clip trained on."""
+def write_config(workdir: epath.Path, config: ml_collections.ConfigDict, clip: ClipSpec,
+                 step: int | None = None) -> None:
+  """Writes `workdir/config.json`: the settings, under "clip" the clip trained on and, for an
+  exported model, under "step" the step its variables come from."""
   settings = json.loads(config.to_json()) | {"clip": clip.to_dict()}
+  if step is not None:
+    settings["step"] = step
   (workdir / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def read_config(path: pathlib.Path) -> tuple[ml_collections.ConfigDict, ClipSpec, int | None]:
+  """`write_config`'s file -> (settings, clip, step or None); ValueError, KeyError,
+  AttributeError or TypeError if it is not a usable training config."""
+  settings = json.loads(path.read_text())
+  clip = ClipSpec.from_dict(settings.pop("clip", None))
+  step = settings.pop("step", None)
+  return ml_collections.ConfigDict(settings), clip, None if step is None else int(step)
 
 
 def load_model(workdir: str | pathlib.Path) -> TrainedModel:
@@ -91,9 +104,7 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
     raise ModelError(f"model {workdir}: no {CONFIG_FILE}; a model is the --workdir of a "
                      "training run (python -m s2s_jax.main)")
   try:
-    settings = json.loads(config_path.read_text())
-    clip = ClipSpec.from_dict(settings.pop("clip", None))
-    config = ml_collections.ConfigDict(settings)
+    config, clip, _ = read_config(config_path)
     network = sound2synth.create_model(config, parameter_space(config))
     algorithm = model_algorithm(config)
   except (ValueError, KeyError, AttributeError, TypeError) as e:
