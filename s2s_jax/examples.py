@@ -118,26 +118,30 @@ def main(argv: list[str] | None = None) -> int:
   console.quiet()
   sounds, matches = args.folder / "sounds", args.folder / "matches"
   match_cli.use_compilation_cache()
+  bar = console.status(len(SOUNDS), "loading the model", unit="sound")
   try:
     export.check_out_dir(matches, list(SOUNDS), [], overwrite=False)
     paths = write_examples(sounds)
     model = bundled.load()
   except (OSError, ModelError, ValueError) as e:
+    bar.close()
     print(f"s2s-demo: error: {e}", file=sys.stderr)
     return 2
   renderer = R.DexedRenderer(model.clip)
   matcher = matcher_lib.Matcher([model], matcher_lib.MatchSettings(
       refine=search.Budget(renders=max(args.refine_renders, 1), seconds=20.0)), renderer)
   rows = []
-  for path in paths:
+  for n, path in enumerate(paths):
+    bar.set_description(f"{path.stem} ({n + 1}/{len(paths)})")
     started = time.perf_counter()
     target = target_lib.load_target(path, renderer.settings)
-    match = matcher.match(target)
+    match = matcher.match(target, progress=lambda done, n=n: bar.update(n + done - bar.n))
     written = export.write_outputs(matches, match, target, renderer, path)
     rows.append({"sound": str(path), "algorithm": match.algorithm,
                  "MFCCD-13": round(match.mfccd["mfccd13"], 2),
                  "seconds": round(time.perf_counter() - started, 1),
                  "preset": str(written.paths["syx"])})
+  bar.close()
   print(report.format_table(rows))
   print(f"each preset also as a 32-voice bank of alternatives, Dexed JSON, rendering and "
         f"picture in {matches}")

@@ -7,15 +7,21 @@ all cores; `--beam` runs the generation as an Apache Beam pipeline (DirectRunner
 one worker per core; pass other `--beam_pipeline_options` for Dataflow, Flink or Spark).
 TFDS writes into an `incomplete.*` folder and renames it only when every split is done, so an
 interrupted build never leaves a dataset that looks complete.
+
+Quiet by default: a line as the build starts, a status line while it renders (voices done, rate,
+time left; on a terminal only), the splits when done; `--verbose` adds absl and TFDS messages.
 """
 
+import importlib.util
 import os
+import sys
 
 from absl import app
 from absl import flags
 import tensorflow_datasets as tfds
 
 from s2s_jax.data import builder
+from s2s_jax.util import console
 
 _CONFIG = flags.DEFINE_enum("config", "tiny", [c.name for c in builder.BUILDER_CONFIGS],
                             "Builder config.")
@@ -25,6 +31,7 @@ _BEAM = flags.DEFINE_bool("beam", False, "Generate with an Apache Beam pipeline.
 _BEAM_OPTIONS = flags.DEFINE_string(
     "beam_pipeline_options", None, "Comma-separated Beam options, e.g. 'runner=DataflowRunner,"
     "project=...'; implies --beam. Default with --beam: DirectRunner on all cores.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show absl and TFDS log messages.")
 
 
 def beam_options(text: str | None):
@@ -39,14 +46,20 @@ def beam_options(text: str | None):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet(_VERBOSE.value)
+  use_beam = _BEAM.value or _BEAM_OPTIONS.value
+  if use_beam and importlib.util.find_spec("apache_beam") is None:
+    sys.exit("s2s_jax.data.build: error: --beam needs Apache Beam: pip install 's2s-jax[build]' "
+             "(or build without --beam)")
   dataset = builder.DexedPresetsBuilder(config=_CONFIG.value, data_dir=_DATA_DIR.value,
                                         file_format="array_record")
-  use_beam = _BEAM.value or _BEAM_OPTIONS.value
   download_config = tfds.download.DownloadConfig(
       manual_dir=_MANUAL_DIR.value,
       beam_options=beam_options(_BEAM_OPTIONS.value) if use_beam else None)
-  dataset.download_and_prepare(download_config=download_config)
-  print(f"built {dataset.info.full_name} in {dataset.data_dir}")
+  if dataset.is_prepared():
+    print(f"{dataset.info.full_name} is built already, in {dataset.data_dir}")
+  else:  # the builder prints a line as it starts and one when done
+    dataset.download_and_prepare(download_config=download_config)
   for name, split in dataset.info.splits.items():
     print(f"  {name:<11}{split.num_examples:>7} examples")
 
