@@ -222,8 +222,8 @@ def test_a_build_on_a_terminal_shows_one_status_line(tmp_path):
   assert re.fullmatch(r"built dataset dexed_presets/tiny/1\.0\.0 in \d+ s", lines[1])
   assert [line.split() for line in lines[2:]] == [
       ["train", "51", "examples"], ["validation", "3", "examples"], ["test", "6", "examples"]]
-  status = re.compile(r"tiny(?: (train|validation|test))? (\d+)/60 voices, "
-                      r"(?:\?|[\d.]+) voices/s, +(\d+)% \|.{20}\| \S+ elapsed, \S+ left")
+  status = re.compile(r"^tiny(?: (train|validation|test))? (\d+)/60 voices, +(?:\?|[\d.]+) "
+                      r"voices/s, +(\d+)% \|.{20}\| \S+ elapsed, \S+ left *$")
   drawn_lines = [line for line in re.split(r"[\r\n]", drawn) if line.strip()]
   matches = [status.search(line) for line in drawn_lines]
   assert all(matches), [line for line, m in zip(drawn_lines, matches) if not m][:3]
@@ -244,14 +244,24 @@ app.run(build.main)
                           timeout=300)
   assert result.returncode == 1
   assert result.stderr.splitlines() == [
-      "s2s_jax.data.build: error: --beam needs Apache Beam: pip install 's2s-jax[build]' (or "
-      "build without --beam)"]
+      "s2s_jax.data.build: error: --beam needs Apache Beam, in the [build] extra: pip install "
+      "-e '.[build]' in the s2s_jax folder (or build without --beam)"]
   assert result.stdout == "" and not any(tmp_path.iterdir())
 
 
-def test_missing_manual_dir_is_a_clear_error(tmp_path):
-  result = _build(tmp_path, "--config=alg05")
-  assert result.returncode != 0 and "manual" in result.stderr.lower()
+@pytest.mark.parametrize("folder", [None, "missing", "empty", "no_syx"])
+def test_a_missing_preset_folder_is_one_line(tmp_path, folder):
+  if folder is not None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_syx").mkdir()
+    (tmp_path / "no_syx" / "notes.txt").write_text("no presets here")
+  flags = [] if folder is None else [f"--manual_dir={tmp_path / folder}"]
+  result = _build(tmp_path / "data", "--config=alg05", *flags)
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr.splitlines() == [
+      "s2s_jax.data.build: error: --config=alg05 reads your presets: --manual_dir must name a "
+      "folder holding .syx files" + ("" if folder is None else f" ({tmp_path / folder} does not)")]
+  assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -14,6 +14,7 @@ time left; on a terminal only), the splits when done; `--verbose` adds absl and 
 
 import importlib.util
 import os
+import pathlib
 import sys
 
 from absl import app
@@ -21,6 +22,7 @@ from absl import flags
 import tensorflow_datasets as tfds
 
 from s2s_jax.data import builder
+from s2s_jax.synth import corpus as C
 from s2s_jax.util import console
 
 _CONFIG = flags.DEFINE_enum("config", "tiny", [c.name for c in builder.BUILDER_CONFIGS],
@@ -43,21 +45,30 @@ def beam_options(text: str | None):
       direct_num_workers=os.cpu_count(), direct_running_mode="multi_threading")
 
 
+def _holds_presets(folder: str | None) -> bool:
+  """Whether `folder` is a folder with a .syx file in it or below."""
+  return bool(folder) and bool(C.find_syx_files(pathlib.Path(folder).expanduser())[0])
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet(_VERBOSE.value)
   use_beam = _BEAM.value or _BEAM_OPTIONS.value
   if use_beam and importlib.util.find_spec("apache_beam") is None:
-    sys.exit("s2s_jax.data.build: error: --beam needs Apache Beam: pip install 's2s-jax[build]' "
-             "(or build without --beam)")
+    sys.exit("s2s_jax.data.build: error: --beam needs Apache Beam, in the [build] extra: "
+             "pip install -e '.[build]' in the s2s_jax folder (or build without --beam)")
   dataset = builder.DexedPresetsBuilder(config=_CONFIG.value, data_dir=_DATA_DIR.value,
                                         file_format="array_record")
   download_config = tfds.download.DownloadConfig(
-      manual_dir=_MANUAL_DIR.value,
+      manual_dir=_MANUAL_DIR.value and os.path.expanduser(_MANUAL_DIR.value),
       beam_options=beam_options(_BEAM_OPTIONS.value) if use_beam else None)
   if dataset.is_prepared():
     print(f"{dataset.info.full_name} is built already, in {dataset.data_dir}")
+  elif dataset.builder_config.mix.real and not _holds_presets(_MANUAL_DIR.value):
+    sys.exit(f"s2s_jax.data.build: error: --config={_CONFIG.value} reads your presets: "
+             "--manual_dir must name a folder holding .syx files"
+             + (f" ({_MANUAL_DIR.value} does not)" if _MANUAL_DIR.value else ""))
   else:  # the builder prints a line as it starts and one when done
     dataset.download_and_prepare(download_config=download_config)
   for name, split in dataset.info.splits.items():

@@ -165,7 +165,7 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
   def _counted(self, job: ChunkJob, starts: range, split: str):
     """`job`'s examples, chunk after chunk, advancing the status line by the voices done."""
     for start in starts:
-      self._status.set_description(f"{self.builder_config.name} {split}")
+      self._status.set_description_str(f"{self.builder_config.name} {split}")
       yield from job(start)
       self._status.update(min(CHUNK, len(job.planned) - start))
 
