@@ -1,13 +1,16 @@
 """The dexed_presets dataset: source plans, gradient weights, TF-free builds and reading."""
 
+import fcntl
 import importlib.util
 import os
 import pathlib
 import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -99,8 +102,10 @@ sys.meta_path = [Missing if f is importlib.machinery.PathFinder else f for f in 
 
 
 def _in_a_terminal(command: list[str]) -> tuple[int, str, str]:
-  """Runs `command` with stderr on a pseudo-terminal: (exit status, stdout, what stderr drew)."""
+  """Runs `command` with stderr on a pseudo-terminal of 120 columns: (exit status, stdout,
+  what stderr drew)."""
   terminal, secondary = pty.openpty()
+  fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary, text=True)
   os.close(secondary)
   drawn = []
