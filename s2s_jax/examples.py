@@ -27,6 +27,7 @@ from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
 from s2s_jax.util import console
 from s2s_jax.util import report
+from s2s_jax.util.arguments import HelpFormatter
 
 SAMPLE_RATE = 48_000
 C4_HZ = 261.6256
@@ -108,10 +109,12 @@ def write_examples(folder: pathlib.Path) -> list[pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="s2s-demo", description="Writes example sounds to DIR/sounds and matches them with "
-      "the bundled model into DIR/matches (.syx, Dexed .json, .wav, .png).")
-  parser.add_argument("folder", type=pathlib.Path, help="output folder (new or without the "
-                      "demo's files)")
+      prog="s2s-demo", formatter_class=HelpFormatter,
+      description="Writes example sounds to DIR/sounds and matches them with the bundled model\n"
+      "into DIR/matches (.syx, a 32-voice _bank.syx, Dexed .json, .wav, .png), then prints\n"
+      "a table; a status line shows the sound and the time left on a terminal.")
+  parser.add_argument("folder", type=pathlib.Path, metavar="DIR",
+                      help="output folder (new or without the demo's files)")
   parser.add_argument("--refine-renders", type=int, default=200, metavar="N",
                       help="search renders per sound (default 200)")
   args = parser.parse_args(argv)

@@ -27,8 +27,12 @@ from s2s_jax.util import console
 
 _CONFIG = flags.DEFINE_enum("config", "tiny", [c.name for c in builder.BUILDER_CONFIGS],
                             "Builder config.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder of .syx presets (real configs).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where datasets live (TFDS default if unset).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "Folder tree of .syx presets; needed by every config but tiny "
+    "(default: not set).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where datasets are written (default: TFDS's, $TFDS_DATA_DIR or "
+    "~/tensorflow_datasets).")
 _BEAM = flags.DEFINE_bool("beam", False, "Generate with an Apache Beam pipeline.")
 _BEAM_OPTIONS = flags.DEFINE_string(
     "beam_pipeline_options", None, "Comma-separated Beam options, e.g. 'runner=DataflowRunner,"
