@@ -49,7 +49,7 @@ def status(total: float, description: str = "", unit: str = "",
   calling `.refresh()`; `.set_description()` names the current item; `.write()` prints a
   result line above it.
   """
-  counts = "{n_fmt}/{total_fmt}{unit}, {rate_fmt}, " if counted else ""
+  counts = "{n_fmt}/{total_fmt}{unit}, {rate_noinv_fmt}, " if counted else ""
   return tqdm.tqdm(total=total, desc=description, unit=f" {unit}" if counted else unit,
                    file=sys.stderr, disable=None, leave=False, dynamic_ncols=True,
                    mininterval=0.5,
