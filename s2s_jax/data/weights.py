@@ -8,8 +8,11 @@ ground truth (up, or down at the top class), render, and take
 the audio-space change per parameter-space MSE change (the MSE's 1/P factor
 cancels below). Weights are s * r, capped at `max_weight`, with s chosen so
 the mean over the probed parameters is 1: uniform weighting is the mean.
-A parameter that cannot change the sound (an operator nobody hears) gets 0.
-Parameters not probed (mode "sampled") get 1.
+A parameter that cannot change the sound (an operator nobody hears) gets 0:
+a probe whose moved voice keeps the voice's `sound_key` renders bit-identical
+audio, so it is not rendered at all; the others are rendered and their MFCCs
+(`mfccd.mfcc_host`) computed on the render threads. Parameters not probed
+(mode "sampled") get 1.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
   Args:
     voices: `[n, 155]` uint8 voices as Dexed plays them.
     audio: `[n, samples]` their renderings.
-    renderer: renders the moved voices that can sound different, on all cores.
+    renderer: renders the moved voices that can sound different, on all cores (the skipped
+      ones are judged by dexed-py's engine, which `R.DexedRenderer` plays).
     settings: mode and limits.
     seed: picks the probed parameters in mode "sampled".
   Returns:
