@@ -56,8 +56,8 @@ def _brute_force(voices, audio, renderer, settings, seed):
     moved, change = W.neighbour_voices(SPACE, voice, probed)
     moved_audio = R.render_batch(renderer, moved)
     distance = np.asarray(mfccd.mfccd(np.repeat(audio[i:i + 1], len(moved), 0), moved_audio))
-    weights[i, probed] = W._normalise(distance / np.square(change),  # pylint: disable=protected-access
-                                      settings.max_weight)
+    normalise = W._normalise  # pylint: disable=protected-access
+    weights[i, probed] = normalise(distance / np.square(change), settings.max_weight)
     distances.append(distance)
   return weights, distances
 
