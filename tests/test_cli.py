@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -103,6 +104,19 @@ def test_build_benchmark_compares_builds_with_rendering(tmp_path):
   assert "build, weights off" in out.stdout
   rows = json.loads((tmp_path / "b.json").read_text())["rows"]
   assert [r["examples"] for r in rows] == [32, 32] and rows[1]["vs_render_only"] > 0
+
+
+def test_build_benchmark_on_a_preset_folder_prices_the_weights(tmp_path):
+  presets = pathlib.Path(__file__).parents[1] / "datasets" / "dexed_presets" / "dummy_data"
+  _run("s2s-bench", "build", "--voices=32", "--modes=off,sampled", "--repeats=1",
+       f"--presets={presets}", f"--json={tmp_path}/b.json")
+  payload = json.loads((tmp_path / "b.json").read_text())
+  rows = payload["rows"]
+  assert payload["settings"]["presets"] == str(presets)
+  assert [r["stage"] for r in rows][1:] == ["build, weights off",
+                                            "build, weights sampled (16 probed)"]
+  assert rows[1]["weights_ms_per_example"] == "" and rows[2]["weights_ms_per_example"] > 0
+  assert rows[2]["vs_render_only"] < rows[1]["vs_render_only"]
 
 
 def test_match_benchmark_times_two_models(tmp_path):
