@@ -26,10 +26,19 @@ from s2s_jax.audio import features
 from s2s_jax.audio.spec import FeatureSpec
 
 
-@functools.partial(jax.jit, static_argnames=("n_mfcc", "spec"))
+# Coefficients always computed: fewer are their first ones (the DCT's first rows, bit for bit),
+# so MFCCD-13 and MFCCD-30 share one compiled program per batch size.
+COMPUTED_COEFFICIENTS = 30
+
+
 def mfcc(audio: jax.Array, *, n_mfcc: int = 13, spec: FeatureSpec = FeatureSpec()
          ) -> jax.Array:
   """Unscaled MFCC of clips: audio [batch, samples] -> [batch, time, n_mfcc]."""
+  return _mfcc(audio, max(n_mfcc, COMPUTED_COEFFICIENTS), spec)[..., :n_mfcc]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _mfcc(audio: jax.Array, n_mfcc: int, spec: FeatureSpec) -> jax.Array:
   audio = features.fit_length(jnp.asarray(audio, jnp.float32), spec.num_samples)
   power = features.power_spectrogram(features.frames(audio, spec))
   mel_power = jnp.matmul(power, features.mel_filters(spec), precision=jax.lax.Precision.HIGHEST)

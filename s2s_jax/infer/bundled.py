@@ -62,7 +62,8 @@ def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
     restored = flax.serialization.from_bytes(template, weights.read_bytes())
   except (ValueError, KeyError, AttributeError, TypeError) as e:
     raise workdir_lib.ModelError(f"bundled model {folder}: unusable ({e})") from None
-  variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored)
+  # Widened on the host: a conversion on the device compiles one program per weight shape.
+  variables = jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float32)), restored)
   return workdir_lib.TrainedModel(workdir=folder, config=config, clip=clip,
                                   algorithm=workdir_lib.model_algorithm(config),
                                   variables=variables, step=step or 0)

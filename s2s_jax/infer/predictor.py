@@ -11,10 +11,9 @@ import numpy as np
 
 from s2s_jax.audio import storage
 from s2s_jax.audio.clip import check_same_clip
-from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import logits as logits_lib
-from s2s_jax.infer.inputs import model_inputs
+from s2s_jax.infer.inputs import feature_banks, model_inputs
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.models import sound2synth
@@ -50,7 +49,8 @@ class Predictor:
         raise ModelError(str(e)) from None
     self.space = spaces.pop()
     self.layout = logits_lib.ClassLayout.create(self.space, self.clip)
-    self._banks = FeatureBanks.create(FeatureSpec(clip=self.clip))
+    self._banks = feature_banks(FeatureSpec(clip=self.clip),
+                                [b for m in self.models for b in m.config.model.branches])
     self._inputs = jax.jit(model_inputs)
     self._apply = {}  # architecture -> jitted network_probabilities of that network
     for m in self.models:
