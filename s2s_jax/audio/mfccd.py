@@ -57,6 +57,7 @@ def mfcc_batched(audio: np.ndarray, *, n_mfcc: int = 13, spec: FeatureSpec = Fea
       or [np.zeros((0, spec.num_frames, n_mfcc), np.float32)])[:len(audio)]
 
 
+@jax.jit
 def mfcc_distance(mfcc_a: jax.Array, mfcc_b: jax.Array) -> jax.Array:
   """mean_k sqrt(mean_t (a - b)^2): [batch, time, n_mfcc] twice (broadcast) -> [batch]."""
   return jnp.mean(jnp.sqrt(jnp.mean(jnp.square(mfcc_a - mfcc_b), axis=-2)), axis=-1)

@@ -14,6 +14,7 @@ import pathlib
 import sys
 
 from etils import epath
+import flax.errors
 import flax.serialization
 import jax
 import jax.numpy as jnp
@@ -57,13 +58,14 @@ def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
   try:
     config, clip, step = workdir_lib.read_config(config_path)
     network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
-    template = jax.tree.map(lambda x: np.zeros(x.shape, jnp.bfloat16),
-                            workdir_lib.abstract_variables(network, clip))
-    restored = flax.serialization.from_bytes(template, weights.read_bytes())
-  except (ValueError, KeyError, AttributeError, TypeError) as e:
+    # Widened on the host and moved in one transfer: on the device, each weight shape would
+    # compile a program of its own.
+    variables = jax.device_put(jax.tree.map(
+        lambda x: np.asarray(x, np.float32),
+        flax.serialization.msgpack_restore(weights.read_bytes())))
+    workdir_lib.check_variables(network, clip, variables)
+  except (ValueError, KeyError, AttributeError, TypeError, flax.errors.FlaxError) as e:
     raise workdir_lib.ModelError(f"bundled model {folder}: unusable ({e})") from None
-  # Widened on the host: a conversion on the device compiles one program per weight shape.
-  variables = jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float32)), restored)
   return workdir_lib.TrainedModel(workdir=folder, config=config, clip=clip,
                                   algorithm=workdir_lib.model_algorithm(config),
                                   variables=variables, step=step or 0)

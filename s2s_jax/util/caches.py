@@ -16,9 +16,9 @@ import jax
 
 OFF_SWITCH = "S2S_COMPILATION_CACHE"  # set to 0, off, false or no to compile every time
 _OFF = ("0", "off", "false", "no")
-# Programs that compile faster than this are compiled again rather than read back: reading one
-# costs about as much as compiling the smallest.
-MIN_COMPILE_SECONDS = 0.2
+# Every program is kept, however quick to compile: matching compiles a fixed few dozen, and
+# the small ones together take about half a second on two cores.
+MIN_COMPILE_SECONDS = 0.0
 
 
 def cache_dir(name: str) -> pathlib.Path:
