@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,6 +59,16 @@ class Predictor:
         network = sound2synth.create_model(m.config, self.space)
         self._apply[m.architecture] = jax.jit(
             functools.partial(network_probabilities, network, self.layout))
+    # Each model traced once, here, on one clip's shapes: its variables must fit its network,
+    # and the first `probabilities` reuses the trace.
+    clip = jax.eval_shape(self._inputs, self._banks, jax.ShapeDtypeStruct(
+        (1, self._banks.spec.num_samples), jnp.float32))
+    for m in self.models:
+      try:
+        jax.eval_shape(self._apply[m.architecture], m.variables, clip)
+      except (ValueError, KeyError, TypeError, flax.errors.FlaxError) as e:
+        raise ModelError(f"model {m.workdir}: its variables do not fit its network ({e})"
+                         ) from None
 
   def inputs(self, audio: np.ndarray) -> dict:
     """What the networks read, for clips `[n, samples]` as `self.clip` describes.

@@ -138,13 +138,6 @@ def abstract_variables(network, clip: ClipSpec) -> dict:
                       shapes)
 
 
-def check_variables(network, clip: ClipSpec, variables: dict) -> None:
-  """Raises (flax's errors, ValueError, TypeError) unless `variables` fit the network, as
-  applying it to one clip would find (shapes only: nothing is computed or compiled)."""
-  jax.eval_shape(functools.partial(network.apply, train=False), variables,
-                 _abstract_inputs(clip, tuple(sorted(network.backbones))))
-
-
 @functools.cache
 def _abstract_inputs(clip: ClipSpec, branches: tuple[str, ...]) -> dict:
   """Shapes of the inputs of a network of `branches` for one clip (tracing the featuriser
