@@ -63,8 +63,11 @@ def mfcc_distance(mfcc_a: jax.Array, mfcc_b: jax.Array) -> jax.Array:
   return jnp.mean(jnp.sqrt(jnp.mean(jnp.square(mfcc_a - mfcc_b), axis=-2)), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_mfcc", "spec"))
 def mfccd(a: jax.Array, b: jax.Array, *, n_mfcc: int = 13,
           spec: FeatureSpec = FeatureSpec()) -> jax.Array:
-  """MFCCD of pairs of clips: a, b [batch, samples] (any lengths, see above) -> [batch]."""
+  """MFCCD of pairs of clips: a, b [batch, samples] (any lengths, see above) -> [batch].
+
+  Made of the programs `mfcc` and `mfcc_distance` compile (bit for bit what one program of
+  both gives), so scoring and this share them.
+  """
   return mfcc_distance(mfcc(a, n_mfcc=n_mfcc, spec=spec), mfcc(b, n_mfcc=n_mfcc, spec=spec))

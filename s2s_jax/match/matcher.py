@@ -8,8 +8,8 @@ For one prepared input (`target.Target`):
    algorithms. Either source may be absent, not both;
 2. all candidates are rendered by the engine and ranked by MFCCD-13 against the input: the
    paper's selection over its 32 per-algorithm models, extended to the user's presets;
-3. if the input is pitched, TRANSPOSE of the best `starts` candidates is moved so each sounds at
-   the input's pitch;
+3. if the input is pitched, TRANSPOSE of the best `starts` candidates (the best one, without a
+   search) is moved so each sounds at the input's pitch;
 4. a search in the voices' own values (`value_search`) from those candidates, guided by the
    best network candidate's probabilities where there is a network, lowers MFCCD further within
    a budget of renders and seconds (TRANSPOSE held when retuned);
@@ -163,7 +163,8 @@ class Matcher:
     order = np.argsort(objective(values, algorithms), kind="stable")[:self.settings.starts]
 
     proposed, retunings = values.copy(), []
-    for i in order:
+    # Without a search only the best start is kept: the others are not retuned.
+    for i in order if self.settings.refine is not None else order[:1]:
       voice_pitch = pitch_lib.estimate_pitch(self._render(values[i], algorithms[i]),
                                              self.renderer.settings.sample_rate)
       values[i], retuning = pitch_lib.retune(values[i], self.space, voice_pitch, target.pitch)
