@@ -163,23 +163,23 @@ def time_process(workdirs: list[pathlib.Path], input_path: pathlib.Path, top_k: 
 
 def first_results(command: list[str], env: dict[str, str]) -> dict[str, object]:
   """Runs `command` (an `s2s-match`): "first" seconds from its start to its first result line,
-  "first_cpu" its CPU seconds by then, "next" the seconds between later result lines, "cpu"
-  its CPU seconds in all, "wall" its whole run. RuntimeError if it fails."""
+  "first_cpu" its CPU seconds by then, "next" and "next_cpu" the same between later result
+  lines, "cpu" its CPU seconds in all, "wall" its whole run. RuntimeError if it fails."""
   before = _children_cpu()
   start = time.perf_counter()
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env)
-  times, first_cpu = [], float("nan")
+  times, cpus = [], []
   for line in process.stdout:
     if ": MFCCD-13 " in line:  # a result line (see match.cli._line)
       times.append(time.perf_counter() - start)
-      if len(times) == 1:
-        first_cpu = _process_cpu(process.pid)
+      cpus.append(_process_cpu(process.pid))
   errors = process.stderr.read()
   if process.wait() or not times:
     raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {errors[-2000:]}")
-  return {"first": times[0], "first_cpu": first_cpu, "next": list(np.diff(times)),
-          "cpu": _children_cpu() - before, "wall": time.perf_counter() - start}
+  return {"first": times[0], "first_cpu": cpus[0], "next": list(np.diff(times)),
+          "next_cpu": list(np.diff(cpus)), "cpu": _children_cpu() - before,
+          "wall": time.perf_counter() - start}
 
 
 def _process_cpu(pid: int) -> float:
@@ -206,7 +206,7 @@ def _library(folder: pathlib.Path, voices: int) -> pathlib.Path:
   return folder
 
 
-def _cold_env(checkout: pathlib.Path, home: pathlib.Path) -> dict[str, str]:
+def cold_env(checkout: pathlib.Path, home: pathlib.Path) -> dict[str, str]:
   """A user with default settings and an empty HOME (so an empty ~/.cache/s2s_jax) running
   `checkout`'s code; matplotlib keeps its font cache (not ours to time)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -228,7 +228,7 @@ def time_cold_start(checkouts: dict[str, pathlib.Path], folder: pathlib.Path, re
     for name, checkout in checkouts.items():
       home = folder / f"home_{name}_{round_}"
       home.mkdir()
-      env = _cold_env(checkout, home)
+      env = cold_env(checkout, home)
 
       def match(inputs, *options, out):
         return first_results([sys.executable, "-m", "s2s_jax.match.cli", *inputs, "--out",
@@ -252,9 +252,9 @@ def time_cold_start(checkouts: dict[str, pathlib.Path], folder: pathlib.Path, re
             median("empty", "first_cpu")),
         row("s2s-match, warm compile cache, first result", median("warm", "first"),
             median("warm", "first_cpu")),
-        row("  each further sound, warm", statistics.median(
-            t for r in results for run in ("empty", "warm") for t in r[run]["next"]),
-            float("nan")),
+        row("each further sound in a process", *(statistics.median(
+            t for r in results for run in ("empty", "warm") for t in r[run][key])
+            for key in ("next", "next_cpu"))),
         row(f"--library ({library_voices} new voices), first result",
             median("library_new", "first"), median("library_new", "first_cpu")),
         row(f"--library ({library_voices} cached voices), first result",
