@@ -225,8 +225,8 @@ def time_cold_start(checkouts: dict[str, pathlib.Path], folder: pathlib.Path, re
   library = _library(folder / "library", library_voices)
   runs = {name: [] for name in checkouts}
   for round_ in range(repeats):
-    for name, checkout in checkouts.items():
-      home = folder / f"home_{name}_{round_}"
+    for index, (name, checkout) in enumerate(checkouts.items()):
+      home = folder / f"home_{index}_{round_}"
       home.mkdir()
       env = cold_env(checkout, home)
 
