@@ -161,14 +161,16 @@ def time_process(workdirs: list[pathlib.Path], input_path: pathlib.Path, top_k: 
   return rows
 
 
-def first_results(command: list[str], env: dict[str, str]) -> dict[str, object]:
-  """Runs `command` (an `s2s-match`): "first" seconds from its start to its first result line,
-  "first_cpu" its CPU seconds by then, "next" and "next_cpu" the same between later result
-  lines, "cpu" its CPU seconds in all, "wall" its whole run. RuntimeError if it fails."""
+def first_results(command: list[str], env: dict[str, str], cwd: pathlib.Path | None = None
+                  ) -> dict[str, object]:
+  """Runs `command` (an `s2s-match`, in `cwd`): "first" seconds from its start to its first
+  result line, "first_cpu" its CPU seconds by then, "next" and "next_cpu" the same between
+  later result lines, "cpu" its CPU seconds in all, "wall" its whole run. RuntimeError if it
+  fails."""
   before = _children_cpu()
   start = time.perf_counter()
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+                             text=True, env=env, cwd=cwd)
   times, cpus = [], []
   for line in process.stdout:
     if ": MFCCD-13 " in line:  # a result line (see match.cli._line)
@@ -231,8 +233,10 @@ def time_cold_start(checkouts: dict[str, pathlib.Path], folder: pathlib.Path, re
       env = cold_env(checkout, home)
 
       def match(inputs, *options, out):
+        # Run in the checkout: `python -m` puts the working folder first on the path.
         return first_results([sys.executable, "-m", "s2s_jax.match.cli", *inputs, "--out",
-                              str(home / out), "--refine-renders", "0", *options], env)
+                              str(home / out), "--refine-renders", "0", *options], env,
+                             cwd=checkout)
 
       runs[name].append({
           "empty": match(sounds, out="empty"), "warm": match(sounds, out="warm"),
