@@ -144,12 +144,12 @@ class Matcher:
     if library is not None and not np.isin(library.algorithms, settings.algorithms).any():
       raise ValueError(f"the preset library holds no voice of the allowed algorithms "
                        f"{list(settings.algorithms)}")
+    if models and renderer is not None:  # before the models are traced
+      check_same_clip(models[0].clip, f"model {models[0].workdir}", renderer.settings,
+                      "the renderer's")
     self.predictor = Predictor(models) if models else None
     self.renderer = renderer or R.DexedRenderer(
         self.predictor.clip if self.predictor else ClipSpec())
-    if self.predictor:
-      check_same_clip(self.predictor.clip, f"model {models[0].workdir}",
-                      self.renderer.settings, "the renderer's")
     self.library = library
     self.space = value_search.VALUE_SPACE
 
