@@ -1,7 +1,6 @@
 """Gradient-inspired weights that skip unheard probes: the same values as rendering every probe."""
 
 import numpy as np
-import pytest
 
 from s2s_jax.audio import mfccd
 from s2s_jax.data import weights as W

@@ -29,10 +29,19 @@ from s2s_jax.audio import features
 from s2s_jax.audio.spec import FeatureSpec
 
 
-@functools.partial(jax.jit, static_argnames=("n_mfcc", "spec"))
+# Coefficients always computed: fewer are their first ones (the DCT's first rows, bit for bit),
+# so MFCCD-13 and MFCCD-30 share one compiled program per batch size.
+COMPUTED_COEFFICIENTS = 30
+
+
 def mfcc(audio: jax.Array, *, n_mfcc: int = 13, spec: FeatureSpec = FeatureSpec()
          ) -> jax.Array:
   """Unscaled MFCC of clips: audio [batch, samples] -> [batch, time, n_mfcc]."""
+  return _mfcc(audio, max(n_mfcc, COMPUTED_COEFFICIENTS), spec)[..., :n_mfcc]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _mfcc(audio: jax.Array, n_mfcc: int, spec: FeatureSpec) -> jax.Array:
   audio = features.fit_length(jnp.asarray(audio, jnp.float32), spec.num_samples)
   power = features.power_spectrogram(features.frames(audio, spec))
   mel_power = jnp.matmul(power, features.mel_filters(spec), precision=jax.lax.Precision.HIGHEST)
@@ -77,13 +86,17 @@ def _host_banks(spec: FeatureSpec) -> tuple[np.ndarray, scipy.sparse.csr_array]:
   return window, scipy.sparse.csr_array(features.mel_filters(spec).T)
 
 
+@jax.jit
 def mfcc_distance(mfcc_a: jax.Array, mfcc_b: jax.Array) -> jax.Array:
   """mean_k sqrt(mean_t (a - b)^2): [batch, time, n_mfcc] twice (broadcast) -> [batch]."""
   return jnp.mean(jnp.sqrt(jnp.mean(jnp.square(mfcc_a - mfcc_b), axis=-2)), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_mfcc", "spec"))
 def mfccd(a: jax.Array, b: jax.Array, *, n_mfcc: int = 13,
           spec: FeatureSpec = FeatureSpec()) -> jax.Array:
-  """MFCCD of pairs of clips: a, b [batch, samples] (any lengths, see above) -> [batch]."""
+  """MFCCD of pairs of clips: a, b [batch, samples] (any lengths, see above) -> [batch].
+
+  Made of the programs `mfcc` and `mfcc_distance` compile (bit for bit what one program of
+  both gives), so scoring and this share them.
+  """
   return mfcc_distance(mfcc(a, n_mfcc=n_mfcc, spec=spec), mfcc(b, n_mfcc=n_mfcc, spec=spec))
