@@ -252,9 +252,9 @@ class TrainStep:
                fused: bool):
     frames, n_mfcc = features["mfcc"].shape[1:]
     self.model = TorchSound2Synth(model, frames, n_mfcc).train()
-    self.features = {name: torch.as_tensor(np.asarray(x)) for name, x in features.items()}
-    self.targets, self.weights = torch.as_tensor(targets), torch.as_tensor(weights)
-    self.layout = {name: torch.as_tensor(np.asarray(x)) for name, x in layout.items()}
+    self.features = {name: torch.from_numpy(np.array(x)) for name, x in features.items()}
+    self.targets, self.weights = torch.from_numpy(np.array(targets)), torch.from_numpy(weights)
+    self.layout = {name: torch.from_numpy(np.array(x)) for name, x in layout.items()}
     self.parameters = [p for p in self.model.parameters() if p.requires_grad]
     self.clip = config.grad_clip_norm
     self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate,
