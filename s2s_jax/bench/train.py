@@ -4,11 +4,12 @@
 
 For each config, on the same synthetic batch shapes (the config's per-step batch), in one run:
 - jax: the jitted training step (forward, loss, backward, AdamW) from features, compile
-  excluded, with this process's environment (`default`) and with `TUNED_ENV` (`tuned`);
+  excluded, with this process's environment (`default`) and with `TUNED_ALLOCATOR` and
+  `TUNED_XLA_FLAGS` (`tuned`);
 - torch: the same network in PyTorch (`bench/torch_model.py`, the `bench` extra; skipped with a
   note when torch is absent), with glibc's default allocator and for-loop AdamW (`default`),
-  and with `TUNED_ENV`'s allocator and fused AdamW (`tuned`);
-- peak: a 2048^3 matrix product in float32 and bfloat16, in each framework; the faster of the
+  and with `TUNED_ALLOCATOR` and fused AdamW (`tuned`);
+- peak: a 2048^3 matrix product, float32 in each framework and bfloat16 in JAX; the faster of the
   two frameworks is this machine's measured peak.
 The featuriser is left out on both sides (`s2s-bench features` times it). Each measurement runs
 in its own process, since allocators read their settings at start-up. FLOPs per sample come
@@ -47,7 +48,7 @@ from s2s_jax.util import report
 TUNED_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 32), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36),
                    "MALLOC_TOP_PAD_": str(2 ** 30)}
 # XLA's CPU backend without YNNPACK (on by default for dots in jax 0.10): one 3x3 convolution's
-# forward and backward took 0.42 CPU-s instead of 0.66 (bench notes, "JAX against PyTorch").
+# forward and backward took 0.42 CPU-s instead of 0.66 (BUILD_NOTES, "JAX against PyTorch").
 TUNED_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
 MATMUL_SIZE = 2048
 SETTINGS = ("default", "tuned")
