@@ -4,6 +4,9 @@
 
 Variants:
   full  (default) the paper's network and recipe (Section 3 and the appendix) on `alg01`.
+  reference  the full network with the branches of the authors' released multimodal model
+        (STFT VGG, PDC on the CQT, LSTM, statistics; no mel CNN), 2 clips per step as it
+        trained them: `s2s-bench train` times it against the same network in PyTorch.
   cpu   a narrow network on the mel, CQT, MFCC and statistics branches that learns something
         in 20 minutes on two CPU cores.
   tiny  a toy network on the built-in `tiny` dataset (random presets): tests and the README.
@@ -100,6 +103,9 @@ SMALL_FUSION_AND_HEAD = {
 # Each variant's overrides of the full setting.
 VARIANTS = {
     "full": {},
+    # The released code's multimodal preset trained 1 or 2 clips per step, accumulated to 64.
+    "reference": {"model.branches": ("stft", "cqt", "mfcc", "statistics"),
+                  "per_step_batch_size": 2},
     "cpu": {
         "model.branches": ("mel", "cqt", "mfcc", "statistics"),
         "model.mel.stages": ((8,), (16,), (32,), (64,)),

@@ -16,7 +16,7 @@ from s2s_jax.models import backbones
 from s2s_jax.models import head as H
 from s2s_jax.models import sound2synth
 from s2s_jax.models import synthetic
-from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, region_max
+from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, max_pool, region_max
 from s2s_jax.synth.space import ParameterSpace
 
 SPACE = ParameterSpace()
@@ -53,6 +53,16 @@ def test_adaptive_max_pool_matches_pytorch_bins(size):
       cols = slice(j * 9 // size[1], -(-(j + 1) * 9 // size[1]))
       expected[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
   np.testing.assert_array_equal(adaptive_max_pool(jnp.asarray(x), size), expected)
+
+
+@pytest.mark.parametrize("window", [(2, 2), (4, 4)])
+def test_max_pool_has_flax_max_pool_value_and_gradient(window):
+  x = jax.random.normal(jax.random.key(0), (2, 47, 130, 3))  # odd sizes: the edge is dropped
+  expected = lambda x: nn.max_pool(x, window, strides=window)
+  np.testing.assert_array_equal(max_pool(x, window), expected(x))
+  loss = lambda pool: lambda x: jnp.sum(jnp.sin(pool(x)))
+  np.testing.assert_allclose(jax.jit(jax.grad(loss(lambda x: max_pool(x, window))))(x),
+                             jax.grad(loss(expected))(x), atol=1e-6)
 
 
 def test_region_max_has_jnp_max_value_and_gradient():

@@ -77,14 +77,6 @@ def matmul_flops_per_s(size: int, dtype: str, repeats: int = 5) -> float:
   return 2 * size ** 3 / seconds
 
 
-def step_flops(step: train_bench.CompiledStep) -> float:
-  """FLOPs of one training step on one device, by XLA's cost analysis (0 if unavailable)."""
-  analysis = step.compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else {}
-  return float((analysis or {}).get("flops", 0.0))
-
-
 def bytes_needed(step: train_bench.CompiledStep) -> int:
   """Device bytes the compiled step holds at once: arguments, outputs, temporaries."""
   m = step.compiled.memory_analysis()
@@ -168,7 +160,7 @@ def run(args: argparse.Namespace) -> None:
 
   step = train_bench.compile_step(config, batch)
   step_s = report.median_seconds(step.run, repeats)
-  flops = step_flops(step)
+  flops = step.flops()
   features, banks, audio = jax.jit(featurise), step.banks, step.batch["audio"]
   featurise_s = report.median_seconds(
       lambda: jax.block_until_ready(features(banks, audio)), repeats)

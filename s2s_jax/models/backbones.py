@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from s2s_jax.models import pdc
 from s2s_jax.models.layers import (GroupedDense, adaptive_max_pool, batch_norm, leaky_relu,
-                                   region_max)
+                                   max_pool, region_max)
 
 # The VGG-11-BN-like stages of the reference (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512):
 # 3x3 convolutions within a stage, a 2x2 max-pool between stages.
@@ -38,7 +38,7 @@ class SpectrogramCnn(nn.Module):
       x = nn.avg_pool(x, tuple(self.input_pool), strides=tuple(self.input_pool))
     for i, stage in enumerate(self.stages):
       if i:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
       for channels in stage:
         x = nn.Conv(channels, (3, 3), dtype=self.dtype)(x)
         x = leaky_relu(batch_norm(train, self.dtype)(x))
@@ -81,7 +81,7 @@ class PdcNetwork(nn.Module):
     x = cqt[..., None]
     for i, (channels, bins) in enumerate(zip(self.stages, self.stage_bins_per_octave())):
       if i:
-        x = nn.max_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool))
+        x = max_pool(x, (self.pool, self.pool))
       x = nn.Conv(channels, (self.kernel_size,) * 2, use_bias=False, dtype=self.dtype)(x)
       offsets = pdc.prime_ratio_offsets(bins, self.num_primes, self.symmetric)
       for _ in range(self.pdc_layers):

@@ -93,11 +93,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBan
   """One micro-step on a global batch: audio [batch, samples], labels and weights [batch, P]."""
   key = jax.random.fold_in(state.rng, state.step)
   audio = batch["audio"] + config.input_noise * jax.random.normal(key, batch["audio"].shape)
+  return inputs_step(state, model_inputs(banks, audio), batch, layout=layout, config=config)
+
+
+def inputs_step(state: TrainState, inputs: dict[str, jax.Array], batch: dict[str, jax.Array], *,
+                layout: logits_lib.ClassLayout, config: ml_collections.ConfigDict
+                ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """`train_step` from the network's inputs (`model_inputs`: name -> `[batch, time, ...]`);
+  labels and weights `[batch, P]` from `batch`."""
 
   def loss_fn(params):
     logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                     model_inputs(banks, audio), train=True,
-                                     mutable=["batch_stats"])
+                                     inputs, train=True, mutable=["batch_stats"])
     loss, metrics = losses.loss_and_metrics(
         logits, batch["labels"], batch["weights"], layout, sigma=config.label_smoothing,
         use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive)
