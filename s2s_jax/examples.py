@@ -27,6 +27,7 @@ from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
 from s2s_jax.util import console
 from s2s_jax.util import report
+from s2s_jax.util.arguments import HelpFormatter
 
 SAMPLE_RATE = 48_000
 C4_HZ = 261.6256
@@ -108,36 +109,42 @@ def write_examples(folder: pathlib.Path) -> list[pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="s2s-demo", description="Writes example sounds to DIR/sounds and matches them with "
-      "the bundled model into DIR/matches (.syx, Dexed .json, .wav, .png).")
-  parser.add_argument("folder", type=pathlib.Path, help="output folder (new or without the "
-                      "demo's files)")
+      prog="s2s-demo", formatter_class=HelpFormatter,
+      description="Writes example sounds to DIR/sounds and matches them with the bundled model\n"
+      "into DIR/matches (.syx, a 32-voice _bank.syx, Dexed .json, .wav, .png), then prints\n"
+      "a table; a status line shows the sound and the time left on a terminal.")
+  parser.add_argument("folder", type=pathlib.Path, metavar="DIR",
+                      help="output folder (new or without the demo's files)")
   parser.add_argument("--refine-renders", type=int, default=200, metavar="N",
                       help="search renders per sound (default 200)")
   args = parser.parse_args(argv)
   console.quiet()
   sounds, matches = args.folder / "sounds", args.folder / "matches"
   match_cli.use_compilation_cache()
+  bar = console.status(len(SOUNDS), "loading the model", unit="sound")
   try:
     export.check_out_dir(matches, list(SOUNDS), [], overwrite=False)
     paths = write_examples(sounds)
     model = bundled.load()
   except (OSError, ModelError, ValueError) as e:
+    bar.close()
     print(f"s2s-demo: error: {e}", file=sys.stderr)
     return 2
   renderer = R.DexedRenderer(model.clip)
   matcher = matcher_lib.Matcher([model], matcher_lib.MatchSettings(
       refine=search.Budget(renders=max(args.refine_renders, 1), seconds=20.0)), renderer)
   rows = []
-  for path in paths:
+  for n, path in enumerate(paths):
+    bar.set_description(f"{path.stem} ({n + 1}/{len(paths)})")
     started = time.perf_counter()
     target = target_lib.load_target(path, renderer.settings)
-    match = matcher.match(target)
+    match = matcher.match(target, progress=lambda done, n=n: bar.update(n + done - bar.n))
     written = export.write_outputs(matches, match, target, renderer, path)
     rows.append({"sound": str(path), "algorithm": match.algorithm,
                  "MFCCD-13": round(match.mfccd["mfccd13"], 2),
                  "seconds": round(time.perf_counter() - started, 1),
                  "preset": str(written.paths["syx"])})
+  bar.close()
   print(report.format_table(rows))
   print(f"each preset also as a 32-voice bank of alternatives, Dexed JSON, rendering and "
         f"picture in {matches}")

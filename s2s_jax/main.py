@@ -42,7 +42,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the j
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank, 0-based.",
                                    lower_bound=0)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show absl, JAX, orbax and TFDS log "
-                             "messages and TFDS's progress bars.")
+                             "messages (the dataset build's status line stands for TFDS's "
+                             "progress bars).")
 _DEFAULT_CONFIG = "configs/t6.py:tiny"
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
                                 "Training configuration: FILE[:VARIANT]; override a field with "

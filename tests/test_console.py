@@ -6,6 +6,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import dexed
 import librosa
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from s2s_jax import examples
 from s2s_jax.audio import cli as mfccd_cli
 from s2s_jax.bench import cli as bench_cli
 from s2s_jax.match import cli as match_cli
@@ -25,6 +27,7 @@ from s2s_jax.synth import cli as presets_cli
 from s2s_jax.synth import host
 from s2s_jax.synth import params
 from s2s_jax.synth import sysex
+from s2s_jax.train import writers
 from test_serve import rendered_sound
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -147,10 +150,12 @@ def _options(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", ["s2s-match", "s2s-serve", "s2s-mfccd", "s2s-presets",
+                                     "s2s-demo",
                                      *(f"s2s-bench {s}" for s in bench_cli.SUBCOMMANDS)])
 def test_every_option_that_takes_a_value_states_its_default(command, capsys):
   mains = {"s2s-match": match_cli.main, "s2s-serve": serve_cli.main, "s2s-mfccd": mfccd_cli.main,
-           "s2s-presets": presets_cli.main, "s2s-bench": bench_cli.main}
+           "s2s-presets": presets_cli.main, "s2s-demo": examples.main,
+           "s2s-bench": bench_cli.main}
   program, *sub = command.split()
   text = _help(mains[program], [*sub, "--help"], capsys)
   if sub:
@@ -160,6 +165,17 @@ def test_every_option_that_takes_a_value_states_its_default(command, capsys):
     takes_value = re.match(r"(-\S+, )?--\S+ [A-Z0-9]", entry)
     if takes_value:
       assert "default" in entry or "(required)" in entry, f"{command}: {entry}"
+
+
+def test_every_flag_of_the_dataset_build_states_its_default():
+  result = subprocess.run([sys.executable, "-m", "s2s_jax.data.build", "--helpshort"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+  flags = result.stdout.split("s2s_jax/data/build.py:\n", 1)[1].split("\n\n")[0]
+  entries = re.split(r"\n  (?=--)", flags.strip())
+  assert {re.match(r"--(?:\[no\])?(\w+)", e)[1] for e in entries} == {
+      "beam", "beam_pipeline_options", "config", "data_dir", "manual_dir", "verbose"}
+  for entry in entries:
+    assert "default" in entry.lower(), entry
 
 
 def test_main_helpfull_lists_the_config_fields():
@@ -196,3 +212,13 @@ def test_the_bank_prefers_voices_far_from_better_ones_and_keeps_score_order():
   assert ranked[0].source == "lib.syx:1" and ranked[1].source == "lib.syx:2"
   assert ranked[2].source.startswith("search from lib.syx:")
   assert [params.voice_name(r.voice) for r in ranked[:2]] == ["sound 01", "sound 02"]
+
+
+def test_training_time_left_leaves_out_the_compilation(monkeypatch):
+  times = iter([0.0, 100.0, 110.0, 130.0])  # made; then three lines, 10 steps apart
+  monkeypatch.setattr(writers, "time", types.SimpleNamespace(perf_counter=lambda: next(times)))
+  progress = writers.Progress(total_steps=40, first_step=0)
+  lines = [progress.line(step, step / 10, 0.5) for step in (10, 20, 30)]
+  assert lines[0] == "step 10/40  epoch 1.00  loss 0.5000  0.10 steps/s  ETA ?"  # compiling
+  assert lines[1].endswith("1.00 steps/s  ETA 0:00:20")  # 20 steps to go at 1 a second
+  assert lines[2].endswith("0.50 steps/s  ETA 0:00:15")  # a validation: 20 steps in 30 s

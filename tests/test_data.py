@@ -1,11 +1,17 @@
 """The dexed_presets dataset: source plans, gradient weights, TF-free builds and reading."""
 
+import fcntl
 import importlib.util
 import os
 import pathlib
+import pty
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 
 import numpy as np
@@ -81,6 +87,43 @@ def test_gradient_weights_follow_audibility(renderer):
 def _build(tmp_path, *flags, **kwargs):
   return subprocess.run([sys.executable, "-m", "s2s_jax.data.build", f"--data_dir={tmp_path}",
                          *flags], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def _without(*packages: str) -> str:
+  """Python lines that make `packages` unimportable, as if they were not installed."""
+  return f"""
+import importlib.machinery, sys
+class Missing(importlib.machinery.PathFinder):
+  @classmethod
+  def find_spec(cls, name, path=None, target=None):
+    return None if name.split(".")[0] in {packages!r} else super().find_spec(name, path, target)
+sys.meta_path = [Missing if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+"""
+
+
+def _in_a_terminal(command: list[str]) -> tuple[int, str, str]:
+  """Runs `command` with stderr on a pseudo-terminal of 120 columns: (exit status, stdout,
+  what stderr drew)."""
+  terminal, secondary = pty.openpty()
+  fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary, text=True)
+  os.close(secondary)
+  drawn = []
+  def read():
+    while True:
+      try:
+        chunk = os.read(terminal, 65536)
+      except OSError:  # EIO: every writer has closed the terminal
+        return
+      if not chunk:
+        return
+      drawn.append(chunk)
+  reader_thread = threading.Thread(target=read)
+  reader_thread.start()
+  stdout, _ = process.communicate(timeout=600)
+  reader_thread.join(timeout=60)
+  os.close(terminal)
+  return process.returncode, stdout, b"".join(drawn).decode(errors="replace")
 
 
 def test_tiny_build_reads_back(tiny_dataset, renderer):
@@ -173,9 +216,57 @@ def test_an_interrupted_build_never_looks_complete(tmp_path, random_voices):
   assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 64
 
 
-def test_missing_manual_dir_is_a_clear_error(tmp_path):
-  result = _build(tmp_path, "--config=alg05")
-  assert result.returncode != 0 and "manual" in result.stderr.lower()
+def test_a_build_on_a_terminal_shows_one_status_line(tmp_path):
+  """`tiny` holds 60 voices: 51 train, 3 validation, 6 test (see the TFDS test's SPLITS)."""
+  code, stdout, drawn = _in_a_terminal([sys.executable, "-m", "s2s_jax.data.build",
+                                        "--config=tiny", f"--data_dir={tmp_path}"])
+  assert code == 0, drawn[-2000:]
+  lines = stdout.splitlines()
+  assert lines[0] == (f"building dataset dexed_presets/tiny/1.0.0 in {tmp_path}/dexed_presets/"
+                      "tiny/1.0.0 (rendering every voice)")
+  assert re.fullmatch(r"built dataset dexed_presets/tiny/1\.0\.0 in \d+ s", lines[1])
+  assert [line.split() for line in lines[2:]] == [
+      ["train", "51", "examples"], ["validation", "3", "examples"], ["test", "6", "examples"]]
+  status = re.compile(r"^tiny(?: (train|validation|test))? (\d+)/60 voices, +(?:\?|[\d.]+) "
+                      r"voices/s, +(\d+)% \|.{20}\| \S+ elapsed, \S+ left *$")
+  drawn_lines = [line for line in re.split(r"[\r\n]", drawn) if line.strip()]
+  matches = [status.search(line) for line in drawn_lines]
+  assert all(matches), [line for line, m in zip(drawn_lines, matches) if not m][:3]
+  done = [int(m[2]) for m in matches]
+  assert done == sorted(done) and done[-1] >= 54  # after train and validation, at least
+  assert {m[1] for m in matches} >= {"train", "validation", "test"}
+  assert all(int(m[3]) == round(100 * int(m[2]) / 60) for m in matches)
+
+
+def test_beam_without_apache_beam_says_what_to_install(tmp_path):
+  script = _without("apache_beam", "tensorflow") + f"""
+from absl import app
+from s2s_jax.data import build
+sys.argv = ["build", "--config=tiny", "--beam", "--data_dir={tmp_path}"]
+app.run(build.main)
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [
+      "s2s_jax.data.build: error: --beam needs Apache Beam, in the [build] extra: pip install "
+      "-e '.[build]' in the s2s_jax folder (or build without --beam)"]
+  assert result.stdout == "" and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("folder", [None, "missing", "empty", "no_syx"])
+def test_a_missing_preset_folder_is_one_line(tmp_path, folder):
+  if folder is not None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_syx").mkdir()
+    (tmp_path / "no_syx" / "notes.txt").write_text("no presets here")
+  flags = [] if folder is None else [f"--manual_dir={tmp_path / folder}"]
+  result = _build(tmp_path / "data", "--config=alg05", *flags)
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr.splitlines() == [
+      "s2s_jax.data.build: error: --config=alg05 reads your presets: --manual_dir must name a "
+      "folder holding .syx files" + ("" if folder is None else f" ({tmp_path / folder} does not)")]
+  assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -202,13 +293,7 @@ def test_tfds_command_line_builds_what_the_tf_free_reader_loads(tmp_path):
 
 def test_a_build_spilling_to_disk_needs_no_tensorflow(tmp_path, tiny_dataset):
   """TFDS spills its shuffle buffer to disk above MAX_MEM_BUFFER_SIZE (1 GB): shrunk here."""
-  script = f"""
-import importlib.machinery, sys
-class NoTensorFlow(importlib.machinery.PathFinder):  # as if TensorFlow were not installed
-  @classmethod
-  def find_spec(cls, name, path=None, target=None):
-    return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
-sys.meta_path = [NoTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+  script = _without("tensorflow") + f"""
 from absl import app
 from tensorflow_datasets.core import shuffle
 from s2s_jax.data import build

@@ -34,6 +34,7 @@ from s2s_jax.synth import generate
 from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth.space import ParameterSpace
+from s2s_jax.util import console
 
 CHUNK = 32  # voices rendered, encoded and weighted together
 
@@ -135,22 +136,38 @@ class DexedPresetsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
   def _download_and_prepare(self, dl_manager, download_config):
     self._use_beam = bool(download_config.beam_runner or download_config.beam_options)
-    return super()._download_and_prepare(dl_manager, download_config)
+    self._status = None  # the status line of a build without Beam, from `_split_generators`
+    try:
+      with console.without_tfds_bars():
+        return super()._download_and_prepare(dl_manager, download_config)
+    finally:
+      if self._status is not None:
+        self._status.close()
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
     corpus = C.read_corpus(dl_manager.manual_dir) if config.mix.real else None
     plan = sources.plan(config.mix, R.DexedRenderer(config.clip), corpus)
-    return {name: self._generate_examples(planned)
-            for name, planned in plan.items() if len(planned)}
+    plan = {name: planned for name, planned in plan.items() if len(planned)}
+    if not self._use_beam:
+      self._status = console.status(sum(map(len, plan.values())), config.name, "voices",
+                                    counted=True)
+    return {name: self._generate_examples(planned, name) for name, planned in plan.items()}
 
-  def _generate_examples(self, planned: sources.Planned):
+  def _generate_examples(self, planned: sources.Planned, split: str = ""):
     job = ChunkJob(self.builder_config, planned, R.DexedRenderer(self.builder_config.clip))
     starts = range(0, len(planned), CHUNK)
-    if getattr(self, "_use_beam", False):
+    if self._use_beam:
       beam = tfds.core.lazy_imports.apache_beam
       return beam.Create(list(starts)) | beam.FlatMap(job)
-    return (example for start in starts for example in job(start))
+    return self._counted(job, starts, split)
+
+  def _counted(self, job: ChunkJob, starts: range, split: str):
+    """`job`'s examples, chunk after chunk, advancing the status line by the voices done."""
+    for start in starts:
+      self._status.set_description_str(f"{self.builder_config.name} {split}")
+      yield from job(start)
+      self._status.update(min(CHUNK, len(job.planned) - start))
 
 
 @dataclasses.dataclass(frozen=True)

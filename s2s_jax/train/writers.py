@@ -92,17 +92,27 @@ def _key(row: dict) -> tuple[int, str]:
 
 
 class Progress:
-  """The console line: step, epoch, loss, steps/s and the time left."""
+  """The console line: step, epoch, loss, steps/s and the time left.
+
+  Steps/s is the latest interval's; the time left divides the steps to go by the mean rate
+  since the first line, as the first interval holds the compilation and later ones the
+  validations as often as they recur ("?" on the first line).
+  """
 
   def __init__(self, total_steps: int, first_step: int):
     self._total = total_steps
     self._last_step, self._last_time = first_step, time.perf_counter()
+    self._first = None  # (step, time) of the first line
 
   def line(self, step: int, epoch: float, loss: float) -> str:
     now = time.perf_counter()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    eta = (self._total - step) / rate if rate > 0 else float("inf")
+    if self._first is None:
+      self._first, eta = (step, now), float("inf")
+    else:
+      mean = (step - self._first[0]) / max(now - self._first[1], 1e-9)
+      eta = (self._total - step) / mean if mean > 0 else float("inf")
     return (f"step {step}/{self._total}  epoch {epoch:.2f}  loss {loss:.4f}  "
             f"{rate:.2f} steps/s  ETA {_duration(eta)}")
 

@@ -34,5 +34,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
       return text
     if default is None or default == "":
       return f"{text} (default: not set)"
-    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-    return f"{text} (default: {shown})"
+    if isinstance(default, (list, tuple)):  # as typed: words for nargs, else one a,b,c value
+      default = (" " if action.nargs not in (None, "?") else ",").join(map(str, default))
+    return f"{text} (default: {default})"

@@ -7,6 +7,7 @@ when stderr is a file or a pipe, so logs and tests see the result lines only).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -39,14 +40,30 @@ def quiet(verbose: bool = False) -> None:
     pass
 
 
-def status(total: float, description: str = "", unit: str = "") -> tqdm.tqdm:
-  """A status line on stderr for a task of `total` steps: percentage, elapsed and time left.
+def status(total: float, description: str = "", unit: str = "",
+           counted: bool = False) -> tqdm.tqdm:
+  """A status line on stderr for a task of `total` steps: percentage, elapsed and time left
+  (and with `counted`, steps done of `total` and their rate in `unit`s a second).
 
   Drawn only when stderr is a terminal. Update with `.update(n)` or by setting `.n` and
   calling `.refresh()`; `.set_description()` names the current item; `.write()` prints a
   result line above it.
   """
-  return tqdm.tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None,
-                   leave=False, dynamic_ncols=True, mininterval=0.5,
-                   bar_format="{desc} {percentage:3.0f}% |{bar:20}| {elapsed} elapsed, "
-                              "{remaining} left")
+  counts = "{n_fmt}/{total_fmt}{unit}, {rate_noinv_fmt}, " if counted else ""
+  return tqdm.tqdm(total=total, desc=description, unit=f" {unit}" if counted else unit,
+                   file=sys.stderr, disable=None, leave=False, dynamic_ncols=True,
+                   mininterval=0.5,
+                   bar_format="{desc} " + counts + "{percentage:3.0f}% |{bar:20}| {elapsed} "
+                              "elapsed, {remaining} left")
+
+
+@contextlib.contextmanager
+def without_tfds_bars():
+  """TFDS's own progress bars off inside (a status line of ours stands for them)."""
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  shown = tqdm_utils._active  # pylint: disable=protected-access
+  tqdm_utils.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tqdm_utils.display_progress_bar(shown)
