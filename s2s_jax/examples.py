@@ -19,12 +19,12 @@ import soundfile
 
 from s2s_jax.infer import bundled
 from s2s_jax.infer.workdir import ModelError
-from s2s_jax.match import cli as match_cli
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
+from s2s_jax.util import caches
 from s2s_jax.util import console
 from s2s_jax.util import report
 from s2s_jax.util.arguments import HelpFormatter
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   console.quiet()
   sounds, matches = args.folder / "sounds", args.folder / "matches"
-  match_cli.use_compilation_cache()
+  caches.use_compilation_cache()
   bar = console.status(len(SOUNDS), "loading the model", unit="sound")
   try:
     export.check_out_dir(matches, list(SOUNDS), [], overwrite=False)

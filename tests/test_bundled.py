@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
@@ -113,6 +114,16 @@ def test_the_shipped_weights_load_and_predict_a_valid_voice(renderer, random_voi
   voices = space.decode(candidates.top_k_given_algorithm(probabilities, space, best[0], 2))
   assert np.all(params.algorithm_of(voices) == best[0])
   assert np.array_equal(voices, params.clamp_voice(voices))  # within every DX7 range
+
+
+def test_weights_that_do_not_fit_the_network_are_a_model_error(tmp_path):
+  shutil.copy(bundled.BUNDLED_DIR / workdir_lib.CONFIG_FILE, tmp_path)
+  state = flax.serialization.msgpack_restore(
+      (bundled.BUNDLED_DIR / bundled.WEIGHTS_FILE).read_bytes())
+  state["params"]["fusion"]["kernel"] = state["params"]["fusion"]["kernel"][1:]  # a row short
+  (tmp_path / bundled.WEIGHTS_FILE).write_bytes(flax.serialization.msgpack_serialize(state))
+  with pytest.raises(workdir_lib.ModelError, match=f"model {tmp_path}: its variables do not fit"):
+    Predictor([bundled.load(tmp_path)])
 
 
 def test_a_wheel_carries_the_bundled_model(tmp_path):

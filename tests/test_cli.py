@@ -3,12 +3,16 @@
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from s2s_jax import examples
+from s2s_jax.bench import match as bench_match
 from s2s_jax.data import reader
 from s2s_jax.synth import sysex
 from s2s_jax.util import files
@@ -105,13 +109,41 @@ def test_build_benchmark_compares_builds_with_rendering(tmp_path):
   assert [r["examples"] for r in rows] == [32, 32] and rows[1]["vs_render_only"] > 0
 
 
+def test_build_benchmark_on_a_preset_folder_prices_the_weights(tmp_path):
+  presets = pathlib.Path(__file__).parents[1] / "datasets" / "dexed_presets" / "dummy_data"
+  _run("s2s-bench", "build", "--voices=32", "--modes=off,sampled", "--repeats=1",
+       f"--presets={presets}", f"--json={tmp_path}/b.json")
+  payload = json.loads((tmp_path / "b.json").read_text())
+  rows = payload["rows"]
+  assert payload["settings"]["presets"] == str(presets)
+  assert [r["stage"] for r in rows][1:] == ["build, weights off",
+                                            "build, weights sampled (16 probed)"]
+  assert rows[1]["weights_ms_per_example"] == "" and rows[2]["weights_ms_per_example"] > 0
+  assert rows[2]["vs_render_only"] < rows[1]["vs_render_only"]
+
+
 def test_match_benchmark_times_two_models(tmp_path):
   out = _run("s2s-bench", "match", "--config=configs/t6.py:tiny", "--models", "2",
-             "--repeats=1", "--top-k=1", f"--json={tmp_path}/m.json")
+             "--repeats=1", "--top-k=1", "--cold-repeats=0", f"--json={tmp_path}/m.json")
   assert "networks, stacked under vmap (alternative)" in out.stdout
   rows = json.loads((tmp_path / "m.json").read_text())["rows"]
   assert {r["models"] for r in rows} == {2} and len(rows) == 8
   assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_match_benchmark_times_a_new_process_to_its_first_result(tmp_path):
+  sounds = [str(p) for p in examples.write_examples(tmp_path / "sounds")[:2]]
+  (tmp_path / "home").mkdir()
+  started = time.perf_counter()
+  result = bench_match.first_results(
+      [sys.executable, "-m", "s2s_jax.match.cli", *sounds, "--out", str(tmp_path / "out"),
+       "--refine-renders", "0"], bench_match.cold_env(pathlib.Path(__file__).parents[1], tmp_path / "home"))
+  took = time.perf_counter() - started
+  assert 0 < result["first"] < result["first"] + result["next"][0] <= result["wall"] <= took
+  assert 0 < result["first_cpu"] < result["first_cpu"] + result["next_cpu"][0] <= result["cpu"]
+  assert len(json.loads((tmp_path / "out" / "summary.json").read_text())) == 2
+  # A user with an empty HOME: the compilation cache starts empty, in HOME's cache folder.
+  assert any((tmp_path / "home" / ".cache" / "s2s_jax" / "jax").iterdir())
 
 
 def test_speed_benchmark_runs_every_benchmark_side_by_side(tmp_path):

@@ -48,6 +48,18 @@ def test_matches_librosa_batched(voices, n_mfcc):
   assert np.all(ours > 1)
 
 
+@pytest.mark.parametrize("n_mfcc", [13, 30])
+def test_host_mfcc_matches_librosa_and_the_jax_one(voices, n_mfcc):
+  host = np.stack([mfccd.mfcc_host(clip, n_mfcc=n_mfcc) for clip in voices])
+  assert host.shape == (4, SPEC.num_frames, n_mfcc) and host.dtype == np.float32
+  np.testing.assert_allclose(np.asarray(mfccd.mfcc_distance(host[:2], host[2:])),
+                             [librosa_mfccd(x, y, n_mfcc) for x, y in zip(voices[:2], voices[2:])],
+                             rtol=1e-4)
+  np.testing.assert_allclose(host, mfccd.mfcc(voices, n_mfcc=n_mfcc), atol=1e-2)
+  short = mfccd.mfcc_host(voices[0, :1000], n_mfcc=n_mfcc)  # padded to the render length
+  np.testing.assert_allclose(short, mfccd.mfcc(voices[:1, :1000], n_mfcc=n_mfcc)[0], atol=1e-2)
+
+
 def test_zero_for_identical_clips_and_symmetric(voices):
   a, b = voices[:2], voices[2:]
   np.testing.assert_array_equal(mfccd.mfccd(a, a), [0.0, 0.0])

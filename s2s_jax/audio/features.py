@@ -43,32 +43,32 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 class FeatureBanks:
   """Filter banks for one spec, as arrays (they live on the device next to the batch).
 
-  mel: [n_freqs, n_mels] float32; cqt: the CQT kernels.
+  mel: [n_freqs, n_mels] float32; cqt: the CQT kernels, or None for features without "cqt".
   """
   mel: jax.Array
-  cqt: cqt.CqtKernels
-
-  @property
-  def spec(self) -> FeatureSpec:
-    return self.cqt.spec
+  cqt: cqt.CqtKernels | None
+  spec: FeatureSpec = flax.struct.field(pytree_node=False)
 
   @classmethod
-  def create(cls, spec: FeatureSpec = FeatureSpec()) -> FeatureBanks:
-    """The banks of `spec`: built with librosa (a few seconds) once per process, then shared
-    (they are immutable jax arrays)."""
-    return _banks(cls, spec)
+  def create(cls, spec: FeatureSpec = FeatureSpec(), with_cqt: bool = True) -> FeatureBanks:
+    """The banks of `spec`: built with librosa once per process, then shared (they are
+    immutable jax arrays). The CQT kernels take most of the time (seconds): `with_cqt=False`
+    leaves them out, for a network that reads no CQT."""
+    return _banks(cls, spec, with_cqt)
 
 
 @functools.lru_cache(maxsize=4)
-def _banks(cls, spec: FeatureSpec) -> FeatureBanks:
-  return cls(mel=jnp.asarray(mel_filters(spec)), cqt=cqt.cqt_kernels(spec))
+def _banks(cls, spec: FeatureSpec, with_cqt: bool) -> FeatureBanks:
+  return cls(mel=jnp.asarray(mel_filters(spec)),
+             cqt=cqt.cqt_kernels(spec) if with_cqt else None, spec=spec)
 
 
 def featurise(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
   """All features of a batch of clips: audio [batch, spec.num_samples] float32.
 
-  Returns the dict described in the module docstring. Pure: `jax.jit(featurise)(banks,
-  audio)`, or call it inside a jitted training step to featurise on the device.
+  Returns the dict described in the module docstring ("cqt" only if `banks.cqt`). Pure:
+  `jax.jit(featurise)(banks, audio)`, or call it inside a jitted training step to featurise
+  on the device.
   """
   spec = banks.spec
   if audio.ndim != 2 or audio.shape[1] != spec.num_samples:
@@ -79,10 +79,12 @@ def featurise(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
   mel_power = jnp.matmul(power, banks.mel, precision=_HIGHEST)
   stft = log_scale(power, spec)
   mel = log_scale(mel_power, spec)
+  constant_q = ({} if banks.cqt is None else
+                {"cqt": log_scale(jnp.square(cqt.cqt_magnitude(banks.cqt, audio)), spec)})
   return {
       "stft": stft,
       "mel": mel,
-      "cqt": log_scale(jnp.square(cqt.cqt_magnitude(banks.cqt, audio)), spec),
+      **constant_q,
       "mfcc": jnp.clip(mfcc_from_mel(mel_power, spec.n_mfcc, spec.top_db) / spec.mfcc_divisor,
                        -1, 1),
       "envelope": _over_frames(jnp.max(jnp.abs(blocks), axis=-1), jnp.max, spec),

@@ -40,7 +40,7 @@ OPTIONS = {
     "train": (["--configs", "configs/t6.py:cpu"], ["--configs", "configs/t6.py:tiny",
                                                     "--repeats=1"]),
     "match": (["--models", "1", "32"], ["--config=configs/t6.py:tiny", "--models", "1",
-                                        "--repeats=1", "--top-k=1"]),
+                                        "--repeats=1", "--top-k=1", "--cold-repeats=0"]),
 }
 
 

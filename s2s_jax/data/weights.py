@@ -8,13 +8,17 @@ ground truth (up, or down at the top class), render, and take
 the audio-space change per parameter-space MSE change (the MSE's 1/P factor
 cancels below). Weights are s * r, capped at `max_weight`, with s chosen so
 the mean over the probed parameters is 1: uniform weighting is the mean.
-A parameter that cannot change the sound (an operator nobody hears) gets 0.
-Parameters not probed (mode "sampled") get 1.
+A parameter that cannot change the sound (an operator nobody hears) gets 0:
+a probe whose moved voice keeps the voice's `sound_key` renders bit-identical
+audio, so it is not rendered at all; the others are rendered and their MFCCs
+(`mfccd.mfcc_host`) computed on the render threads. Parameters not probed
+(mode "sampled") get 1.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Literal
 
 import numpy as np
@@ -22,10 +26,9 @@ import numpy as np
 from s2s_jax.audio import mfccd
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.synth import render as R
+from s2s_jax.synth import sound_key
 from s2s_jax.synth.space import ParameterSpace
 
-_MFCC_BATCH = 64  # clips per MFCC call: bounds the STFT's memory
-_MAX_MOVED_CLIPS = 512  # moved voices rendered at once (400 MB of 4 s clips)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +85,8 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
   Args:
     voices: `[n, 155]` uint8 voices as Dexed plays them.
     audio: `[n, samples]` their renderings.
-    renderer: renders the moved voices, up to 512 at once on all cores.
+    renderer: renders the moved voices that can sound different, on all cores (the skipped
+      ones are judged by dexed-py's engine, which `R.DexedRenderer` plays).
     settings: mode and limits.
     seed: picks the probed parameters in mode "sampled".
   Returns:
@@ -96,19 +100,24 @@ def gradient_weights(space: ParameterSpace, voices: np.ndarray, audio: np.ndarra
   probed = [np.arange(space.num_params) if settings.mode == "all" else
             np.sort(rng.choice(space.num_params, settings.num_sampled, replace=False))
             for _ in voices]
-  per_call = max(1, _MAX_MOVED_CLIPS // len(probed[0]))
-  for start in range(0, len(voices), per_call):
-    group = range(start, min(start + per_call, len(voices)))
-    moved, change = zip(*(neighbour_voices(space, voices[i], probed[i]) for i in group))
-    moved_audio = R.render_batch(renderer, np.concatenate(moved))  # one batch: all cores busy
-    example = np.repeat(np.arange(len(group)), [len(m) for m in moved])
-    reference, moved_mfcc = (mfccd.mfcc_batched(clips, n_mfcc=settings.n_mfcc, spec=spec,
-                                                batch_size=_MFCC_BATCH)
-                             for clips in (audio[start:group.stop], moved_audio))
-    distance = np.asarray(mfccd.mfcc_distance(reference[example], moved_mfcc))
-    for j, i in enumerate(group):
-      weights[i, probed[i]] = _normalise(distance[example == j] / np.square(change[j]),
-                                         settings.max_weight)
+  moved, change = zip(*(neighbour_voices(space, voice, p) for voice, p in zip(voices, probed)))
+  example = np.repeat(np.arange(len(voices)), [len(m) for m in moved])
+  moved = np.concatenate(moved)
+  keys = sound_key.sound_keys(np.concatenate([voices, moved]), renderer.settings)
+  heard = np.any(keys[len(voices):] != keys[example], axis=1)  # the rest sound the same: 0
+  rendered = np.flatnonzero(heard)
+  references = np.unique(example[rendered])
+  mfcc = functools.partial(mfccd.mfcc_host, n_mfcc=settings.n_mfcc, spec=spec)
+  shape = (spec.num_frames, settings.n_mfcc)
+  reference_mfcc = np.zeros((len(voices), *shape), np.float32)
+  reference_mfcc[references] = np.reshape(list(R.map_with(renderer, mfcc, audio[references])),
+                                          (-1, *shape))
+  moved_mfcc = np.reshape(list(R.map_with(renderer, lambda voice: mfcc(renderer.render(voice)),
+                                          moved[rendered])), (-1, *shape))  # both on one thread
+  distance = np.zeros(len(moved))
+  distance[rendered] = mfccd.mfcc_distance(reference_mfcc[example[rendered]], moved_mfcc)
+  for i, (p, step) in enumerate(zip(probed, change)):
+    weights[i, p] = _normalise(distance[example == i] / np.square(step), settings.max_weight)
   return weights
 
 

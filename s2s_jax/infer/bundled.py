@@ -47,7 +47,8 @@ def export(workdir: str | pathlib.Path, out: pathlib.Path, overwrite: bool = Fal
 
 
 def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
-  """The bundled model of `folder` (default: the package's); ModelError if unusable."""
+  """The bundled model of `folder` (default: the package's); ModelError if unusable (weights
+  that do not fit the network: when `infer.Predictor` takes them)."""
   folder = pathlib.Path(folder)
   config_path, weights = folder / workdir_lib.CONFIG_FILE, folder / WEIGHTS_FILE
   if not config_path.is_file() or not weights.is_file():
@@ -56,13 +57,13 @@ def load(folder: str | pathlib.Path = BUNDLED_DIR) -> workdir_lib.TrainedModel:
         "WORKDIR, or reinstall the package)")
   try:
     config, clip, step = workdir_lib.read_config(config_path)
-    network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
-    template = jax.tree.map(lambda x: np.zeros(x.shape, jnp.bfloat16),
-                            workdir_lib.abstract_variables(network, clip))
-    restored = flax.serialization.from_bytes(template, weights.read_bytes())
+    sound2synth.create_model(config, workdir_lib.parameter_space(config))  # a usable config
+    state = flax.serialization.msgpack_restore(weights.read_bytes())
   except (ValueError, KeyError, AttributeError, TypeError) as e:
     raise workdir_lib.ModelError(f"bundled model {folder}: unusable ({e})") from None
-  variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored)
+  # Widened on the host and moved in one transfer: on the device, each weight shape would
+  # compile a program of its own. `infer.Predictor` checks that they fit the network.
+  variables = jax.device_put(jax.tree.map(lambda x: np.asarray(x, np.float32), state))
   return workdir_lib.TrainedModel(workdir=folder, config=config, clip=clip,
                                   algorithm=workdir_lib.model_algorithm(config),
                                   variables=variables, step=step or 0)

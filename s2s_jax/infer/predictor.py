@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax.audio import storage
 from s2s_jax.audio.clip import check_same_clip
-from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.infer import logits as logits_lib
-from s2s_jax.infer.inputs import model_inputs
+from s2s_jax.infer.inputs import feature_banks, model_inputs
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.infer.workdir import ModelError, TrainedModel
 from s2s_jax.models import sound2synth
@@ -50,7 +50,8 @@ class Predictor:
         raise ModelError(str(e)) from None
     self.space = spaces.pop()
     self.layout = logits_lib.ClassLayout.create(self.space, self.clip)
-    self._banks = FeatureBanks.create(FeatureSpec(clip=self.clip))
+    self._banks = feature_banks(FeatureSpec(clip=self.clip),
+                                [b for m in self.models for b in m.config.model.branches])
     self._inputs = jax.jit(model_inputs)
     self._apply = {}  # architecture -> jitted network_probabilities of that network
     for m in self.models:
@@ -58,6 +59,16 @@ class Predictor:
         network = sound2synth.create_model(m.config, self.space)
         self._apply[m.architecture] = jax.jit(
             functools.partial(network_probabilities, network, self.layout))
+    # Each model traced once, here, on one clip's shapes: its variables must fit its network,
+    # and the first `probabilities` reuses the trace.
+    clip = jax.eval_shape(self._inputs, self._banks, jax.ShapeDtypeStruct(
+        (1, self._banks.spec.num_samples), jnp.float32))
+    for m in self.models:
+      try:
+        jax.eval_shape(self._apply[m.architecture], m.variables, clip)
+      except (ValueError, KeyError, TypeError, flax.errors.FlaxError) as e:
+        raise ModelError(f"model {m.workdir}: its variables do not fit its network ({e})"
+                         ) from None
 
   def inputs(self, audio: np.ndarray) -> dict:
     """What the networks read, for clips `[n, samples]` as `self.clip` describes.

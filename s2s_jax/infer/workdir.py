@@ -19,13 +19,11 @@ from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
-import orbax.checkpoint as ocp
 
 from s2s_jax.audio.clip import ClipSpec
-from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.data import recipes
-from s2s_jax.infer.inputs import model_inputs
+from s2s_jax.infer.inputs import feature_banks, model_inputs
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
 
@@ -96,6 +94,8 @@ def read_config(path: pathlib.Path) -> tuple[ml_collections.ConfigDict, ClipSpec
 
 def load_model(workdir: str | pathlib.Path) -> TrainedModel:
   """The best variables of a training workdir; ModelError if it is not a usable model."""
+  # Imported here: orbax takes half a second to import, and the bundled model needs none.
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir).expanduser()
   if not workdir.is_dir():
     raise ModelError(f"model {workdir}: no such folder")
@@ -132,15 +132,16 @@ def load_model(workdir: str | pathlib.Path) -> TrainedModel:
 def abstract_variables(network, clip: ClipSpec) -> dict:
   """Shapes, dtypes and (single-device) shardings of the network's variables."""
   shapes = jax.eval_shape(functools.partial(network.init, train=False), jax.random.key(0),
-                          _abstract_inputs(clip))
+                          _abstract_inputs(clip, tuple(sorted(network.backbones))))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       shapes)
 
 
 @functools.cache
-def _abstract_inputs(clip: ClipSpec) -> dict:
-  """Shapes of the network's inputs for one clip (tracing the featuriser takes a second)."""
-  banks = FeatureBanks.create(FeatureSpec(clip=clip))
+def _abstract_inputs(clip: ClipSpec, branches: tuple[str, ...]) -> dict:
+  """Shapes of the inputs of a network of `branches` for one clip (tracing the featuriser
+  takes a second)."""
+  banks = feature_banks(FeatureSpec(clip=clip), branches)
   audio = jax.ShapeDtypeStruct((1, banks.spec.num_samples), jnp.float32)
   return jax.eval_shape(model_inputs, banks, audio)

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pathlib
 import sys
 import time
 from collections.abc import Callable
-
-import jax
 
 from s2s_jax.audio import io
 from s2s_jax.audio.clip import ClipSpec
@@ -31,6 +28,7 @@ from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
 from s2s_jax.match import target as target_lib
 from s2s_jax.synth import render as R
+from s2s_jax.util import caches
 from s2s_jax.util import console
 from s2s_jax.util.arguments import HelpFormatter, bounded
 
@@ -83,16 +81,13 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
                       help="render with this Dexed VST3 through DawDreamer (default: dexed-py)")
   parser.add_argument("--seed", type=int, default=0,
                       help="seed of the refinement's moves (default 0)")
+  parser.add_argument("--no-compilation-cache", action="store_true",
+                      help="compile every program anew instead of keeping them in the cache "
+                           "folder (also S2S_COMPILATION_CACHE=0; default: kept in "
+                           "$S2S_CACHE_DIR/jax or ~/.cache/s2s_jax/jax)")
   parser.add_argument("--verbose", action="store_true",
                       help="also show the libraries' log messages (absl, JAX, orbax; default "
                            "hidden)")
-
-
-def use_compilation_cache() -> None:
-  """Caches compiled programs on disk (default ~/.cache/s2s_jax/jax) unless a cache is set."""
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/s2s_jax/jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def create_matcher(args: argparse.Namespace, progress: Callable[[str], None] | None = None
@@ -100,10 +95,10 @@ def create_matcher(args: argparse.Namespace, progress: Callable[[str], None] | N
   """Loads the models and the engine the options name (ModelError / ValueError if unusable);
   `progress` gets the library's progress lines.
 
-  Compiled programs are cached on disk (`JAX_COMPILATION_CACHE_DIR`, default
-  ~/.cache/s2s_jax/jax), so later processes start matching in a second instead of five.
+  Compiled programs are kept on disk (`util.caches`: `JAX_COMPILATION_CACHE_DIR`, default
+  ~/.cache/s2s_jax/jax) unless `args.no_compilation_cache`, so later processes load them.
   """
-  use_compilation_cache()
+  caches.use_compilation_cache(not args.no_compilation_cache)
   if args.no_model and (args.model or not args.library):
     raise ValueError("--no-model takes candidates from --library only: give a --library and "
                      "no --model")

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 
 import librosa
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 import soundfile
 
@@ -44,9 +44,6 @@ from s2s_jax.synth import params
 from s2s_jax.synth import render as R
 from s2s_jax.synth import sysex
 from s2s_jax.util import files
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OUTPUTS = {"syx": ".syx", "bank": "_bank.syx", "json": ".json", "wav": ".wav", "png": ".png"}
 WAV_SUBTYPE = "PCM_24"
@@ -210,7 +207,8 @@ def comparison_png(target: Target, match: Match, renderer: R.Renderer) -> bytes:
   rendered = renderer.render(match.voice)
   mel = np.asarray(features.log_mel(np.stack([target.audio, rendered])))
   seconds = len(target.audio) / renderer.settings.sample_rate
-  figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+  figure = Figure(figsize=(11, 4), layout="constrained")  # no pyplot: no global state
+  axes = figure.subplots(1, 2, sharey=True)
   for axis, spectrogram, title in zip(axes, mel, ("input", f"match (algorithm {match.algorithm})")):
     image = axis.imshow(spectrogram.T, origin="lower", aspect="auto", cmap="magma",
                         vmin=-1, vmax=1, extent=(0, seconds, 0, spectrogram.shape[1]))
@@ -223,7 +221,6 @@ def comparison_png(target: Target, match: Match, renderer: R.Renderer) -> bytes:
                   f"MFCCD-30 {scores['mfccd30']:.2f}")
   buffer = io_lib.BytesIO()
   figure.savefig(buffer, format="png", dpi=100)
-  plt.close(figure)
   return buffer.getvalue()
 
 

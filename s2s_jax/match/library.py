@@ -33,6 +33,7 @@ from s2s_jax.audio import mfccd
 from s2s_jax.synth import corpus as corpus_lib
 from s2s_jax.synth import params
 from s2s_jax.synth import render as R
+from s2s_jax.util import caches
 from s2s_jax.util import files
 
 N_MFCC = 13
@@ -44,11 +45,8 @@ _MFCC_BATCH = 32  # clips per MFCC call, so it compiles once
 
 
 def default_cache_dir() -> pathlib.Path:
-  """`$S2S_CACHE_DIR/library`, else `$XDG_CACHE_HOME/s2s_jax/library`, else ~/.cache/..."""
-  if os.environ.get("S2S_CACHE_DIR"):
-    return pathlib.Path(os.environ["S2S_CACHE_DIR"]).expanduser() / "library"
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-  return pathlib.Path(base) / "s2s_jax" / "library"
+  """`library/` in the user's s2s_jax cache (`util.caches.cache_dir`)."""
+  return caches.cache_dir("library")
 
 
 def voice_keys(voices: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ For one prepared input (`target.Target`):
    algorithms. Either source may be absent, not both;
 2. all candidates are rendered by the engine and ranked by MFCCD-13 against the input: the
    paper's selection over its 32 per-algorithm models, extended to the user's presets;
-3. if the input is pitched, TRANSPOSE of the best `starts` candidates is moved so each sounds at
-   the input's pitch;
+3. if the input is pitched, TRANSPOSE of the best `starts` candidates (the best one, without a
+   search) is moved so each sounds at the input's pitch;
 4. a search in the voices' own values (`value_search`) from those candidates, guided by the
    best network candidate's probabilities where there is a network, lowers MFCCD further within
    a budget of renders and seconds (TRANSPOSE held when retuned);
@@ -144,12 +144,12 @@ class Matcher:
     if library is not None and not np.isin(library.algorithms, settings.algorithms).any():
       raise ValueError(f"the preset library holds no voice of the allowed algorithms "
                        f"{list(settings.algorithms)}")
+    if models and renderer is not None:  # before the models are traced
+      check_same_clip(models[0].clip, f"model {models[0].workdir}", renderer.settings,
+                      "the renderer's")
     self.predictor = Predictor(models) if models else None
     self.renderer = renderer or R.DexedRenderer(
         self.predictor.clip if self.predictor else ClipSpec())
-    if self.predictor:
-      check_same_clip(self.predictor.clip, f"model {models[0].workdir}",
-                      self.renderer.settings, "the renderer's")
     self.library = library
     self.space = value_search.VALUE_SPACE
 
@@ -163,7 +163,8 @@ class Matcher:
     order = np.argsort(objective(values, algorithms), kind="stable")[:self.settings.starts]
 
     proposed, retunings = values.copy(), []
-    for i in order:
+    # Without a search only the best start is kept: the others are not retuned.
+    for i in order if self.settings.refine is not None else order[:1]:
       voice_pitch = pitch_lib.estimate_pitch(self._render(values[i], algorithms[i]),
                                              self.renderer.settings.sample_rate)
       values[i], retuning = pitch_lib.retune(values[i], self.space, voice_pitch, target.pitch)
