@@ -7,16 +7,13 @@ Each process is `python -m s2s_jax.main` on fake CPU devices, joined through a c
   same global batches and log the same losses, validation and test results and end with the
   same parameters (2 processes learn their ranks from SLURM's environment, as under `srun`; 4
   from the explicit flags);
-- the 4-process job is killed on the way: once a checkpoint is written, one process is killed,
-  the others exit with status 1 and a message, and the same command run again resumes every
-  process from the last checkpoint and finishes as the 1-process job did (so the 4-process
-  figures above are those of a resumed job: an uninterrupted one would prove no more and cost
-  the file's longest run again).
+- a killed process stops the job: the others exit with status 1 and a message, and the same
+  command run again resumes every process from the last checkpoint and finishes as the
+  uninterrupted job did.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import signal
@@ -42,9 +39,8 @@ GLOBAL_DEVICES = 4
 class Job:
   """`processes` copies of the entry point, `GLOBAL_DEVICES / processes` fake devices each."""
 
-  def __init__(self, workdir, data_dir, processes: int, ranks_from: str = "flags",
-               attempt: int = 0):
-    self.workdir, self.processes, self.attempt = workdir, processes, attempt
+  def __init__(self, workdir, data_dir, processes: int, ranks_from: str = "flags"):
+    self.workdir, self.processes = workdir, processes
     port = main_job.free_port()
     self.runs = []
     for rank in range(processes):
@@ -62,7 +58,7 @@ class Job:
       self.runs.append(main_job.start(args, run_env, self.log(rank)))
 
   def log(self, rank: int):
-    return self.workdir.parent / f"{self.workdir.name}.attempt{self.attempt}.process{rank}.log"
+    return self.workdir.parent / f"{self.workdir.name}.process{rank}.log"
 
   def output(self, rank: int) -> str:
     return self.log(rank).read_text(encoding="utf-8")
@@ -88,51 +84,16 @@ class Job:
     return self.workdir
 
 
-@dataclasses.dataclass
-class Interrupted:
-  """A job killed after its first checkpoint, and the same command run again."""
-  killed: Job
-  survivor_codes: list[int]  # exit codes of the processes that were not killed
-  saved: list[int]  # finished checkpoints when the job stopped
-  resumed: Job
-
-
-def _kill_after_a_checkpoint(job: Job, victim: int) -> list[int]:
-  """SIGKILLs process `victim` once a checkpoint at KILL_AFTER_STEP or later is finished;
-  returns the other processes' exit codes."""
-  deadline = time.monotonic() + main_job.TIMEOUT
-  try:
-    while not any(s >= KILL_AFTER_STEP for s in main_job.finished_checkpoints(job.workdir)):
-      assert all(run.poll() is None for run in job.runs), job.output(0)[-3000:]
-      assert time.monotonic() < deadline, "no checkpoint in time"
-      time.sleep(0.05)
-    job.runs[victim].send_signal(signal.SIGKILL)
-    return [run.wait(timeout=main_job.TIMEOUT)
-            for rank, run in enumerate(job.runs) if rank != victim]
-  finally:
-    job.kill()
-
-
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory, tiny_data_dir) -> Interrupted:
-  """The 4-process job, its last process killed after a checkpoint, then run again."""
-  workdir = tmp_path_factory.mktemp("interrupted") / "p4"
-  killed = Job(workdir, tiny_data_dir, 4)
-  codes = _kill_after_a_checkpoint(killed, victim=3)
-  saved = main_job.finished_checkpoints(workdir)
-  resumed = Job(workdir, tiny_data_dir, 4, attempt=1)
-  resumed.finish()
-  return Interrupted(killed, codes, saved, resumed)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_data_dir, interrupted) -> dict[int, Job]:
-  """Finished jobs of 1, 2 and 4 processes, by process count (4: killed, then resumed)."""
+def runs(tmp_path_factory, tiny_data_dir) -> dict[int, Job]:
+  """Finished jobs of 1, 2 and 4 processes, by process count."""
   root = tmp_path_factory.mktemp("processes")
-  jobs = {1: Job(root / "p1", tiny_data_dir, 1), 2: Job(root / "p2", tiny_data_dir, 2, "slurm")}
-  for job in jobs.values():
+  jobs = {}
+  for processes, ranks_from in ((1, "flags"), (2, "slurm"), (4, "flags")):
+    job = Job(root / f"p{processes}", tiny_data_dir, processes, ranks_from)
     job.finish()
-  return jobs | {4: interrupted.resumed}
+    jobs[processes] = job
+  return jobs
 
 
 def _final_state(workdir) -> dict:
@@ -209,21 +170,34 @@ def test_processes_report_the_test_results_of_one_process(runs):
                                      err_msg=f"{processes} processes: {row['predictor']} {key}")
 
 
-def test_a_killed_process_stops_the_job(interrupted):
-  job = interrupted.killed
-  assert interrupted.survivor_codes == [1, 1, 1], job.output(0)[-3000:]
-  for rank in range(3):
-    assert f"process {rank} of 4 stopped" in job.output(rank), job.output(rank)[-3000:]
-    assert "Run the same command on every process to resume" in job.output(rank)
-  assert interrupted.saved and KILL_AFTER_STEP <= interrupted.saved[-1] < TOTAL_STEPS
+def test_a_killed_process_stops_the_job_and_the_job_resumes(runs, tmp_path, tiny_data_dir):
+  workdir = tmp_path / "killed"
+  job = Job(workdir, tiny_data_dir, 2)
+  deadline = time.monotonic() + main_job.TIMEOUT
+  try:
+    while not any(s >= KILL_AFTER_STEP for s in main_job.finished_checkpoints(workdir)):
+      assert all(run.poll() is None for run in job.runs), job.output(0)[-3000:]
+      assert time.monotonic() < deadline, "no checkpoint in time"
+      time.sleep(0.05)
+    job.runs[1].send_signal(signal.SIGKILL)
+    survivor = job.runs[0].wait(timeout=main_job.TIMEOUT)
+  finally:
+    job.kill()
+  assert survivor == 1, job.output(0)[-3000:]
+  assert "process 0 of 2 stopped" in job.output(0), job.output(0)[-3000:]
+  assert "Run the same command on every process to resume" in job.output(0)
+  saved = main_job.finished_checkpoints(workdir)
+  assert saved and KILL_AFTER_STEP <= saved[-1] < TOTAL_STEPS
 
-
-def test_the_same_command_resumes_every_process_from_the_last_checkpoint(runs, interrupted):
-  for rank in range(4):
-    match = re.search(r"resumed from step (\d+)", interrupted.resumed.output(rank))
-    assert match and int(match.group(1)) == interrupted.saved[-1], \
-        interrupted.resumed.output(rank)[-3000:]
-  # One row per step and report, none repeated after the resume; the figures are compared
-  # with the 1-process job's by the tests above.
-  assert main_job.kinds(main_job.records(runs[4].workdir)) == main_job.kinds(
-      main_job.records(runs[1].workdir))
+  resumed = Job(workdir, tiny_data_dir, 2)
+  resumed.finish()
+  for rank in range(2):
+    match = re.search(r"resumed from step (\d+)", resumed.output(rank))
+    assert match and int(match.group(1)) == saved[-1], resumed.output(rank)[-3000:]
+  expected, got = main_job.records(runs[2].workdir), main_job.records(workdir)
+  assert main_job.kinds(got) == main_job.kinds(expected)  # no row repeated after the resume
+  for key in ("train/loss", "validation/loss", "test/loss"):
+    want, have = main_job.last_per_step(expected, key), main_job.last_per_step(got, key)
+    assert sorted(have) == sorted(want), key
+    np.testing.assert_allclose([have[s] for s in sorted(have)], [want[s] for s in sorted(want)],
+                               rtol=1e-6, err_msg=key)
