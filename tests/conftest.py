@@ -1,6 +1,6 @@
 """Shared fixtures: the real Dexed renderer, the shared corpus when present, the tiny dataset
-and model (made once per session, also under pytest-xdist); one JAX compilation cache and
-cheap XLA compiles for the session."""
+and model (made once per session, also under pytest-xdist); one JAX compilation cache, one
+user cache folder and cheap XLA compiles for the session."""
 
 import atexit
 import contextlib
@@ -24,6 +24,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   # less CPU on a training run (the same losses and results to the digits printed).
   os.environ["XLA_FLAGS"] = " ".join(
       [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+# What s2s_jax keeps in the user's cache folder (`util.caches`: CQT kernels, libraries'
+# features) goes to one folder of the session, shared by every process, never the user's home.
+if "S2S_CACHE_DIR" not in os.environ:
+  os.environ["S2S_CACHE_DIR"] = tempfile.mkdtemp(prefix="s2s_jax_test_user_cache_")
+  atexit.register(shutil.rmtree, os.environ["S2S_CACHE_DIR"], True)
 
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position

@@ -213,3 +213,38 @@ def test_cqt_of_dexed_voices_matches_librosa(voices, cqt_transform):
     assert clear.sum() > 50
     np.testing.assert_array_equal(ours[i, clear].argmax(axis=1),
                                   reference[clear].argmax(axis=1))
+
+
+# Two octaves of 12 bins from C4: built in a fraction of a second.
+SMALL_CQT = FeatureSpec(cqt_fmin=261.63, cqt_bins_per_octave=12, cqt_octaves=2)
+
+
+def _same_kernels(a: cqt.CqtKernels, b: cqt.CqtKernels) -> bool:
+  return a.fft_length == b.fft_length and len(a.spectra) == len(b.spectra) and all(
+      np.array_equal(x, y) for x, y in zip(a.starts + a.spectra, b.starts + b.spectra))
+
+
+def test_cqt_kernels_are_kept_in_the_cache_and_read_back_unchanged(tmp_path, monkeypatch):
+  monkeypatch.setenv("S2S_CACHE_DIR", str(tmp_path))
+  built = cqt.cqt_kernels(SMALL_CQT)
+  kept = list((tmp_path / "cqt").glob("*.npz"))
+  assert len(kept) == 1
+  stamp = kept[0].stat().st_mtime_ns
+  assert _same_kernels(cqt.cqt_kernels(SMALL_CQT), built)
+  assert kept[0].stat().st_mtime_ns == stamp  # read, not built and written again
+  other = FeatureSpec(cqt_fmin=261.63, cqt_bins_per_octave=12, cqt_octaves=1)
+  assert cqt.cqt_kernels(other).spectra[0].shape[0] == 12
+  assert len(list((tmp_path / "cqt").glob("*.npz"))) == 2  # one file per spec
+
+
+def test_a_damaged_or_unwritable_cqt_cache_only_means_building(tmp_path, monkeypatch):
+  monkeypatch.setenv("S2S_CACHE_DIR", str(tmp_path / "fresh"))
+  expected = cqt.cqt_kernels(SMALL_CQT)
+  monkeypatch.setenv("S2S_CACHE_DIR", str(tmp_path))
+  (tmp_path / "cqt").mkdir()
+  damaged = tmp_path / "cqt" / next((tmp_path / "fresh" / "cqt").glob("*.npz")).name
+  damaged.write_bytes(b"not an npz")
+  assert _same_kernels(cqt.cqt_kernels(SMALL_CQT), expected)
+  assert damaged.stat().st_size > 100  # replaced by the kernels
+  monkeypatch.setenv("S2S_CACHE_DIR", "/dev/null/cache")  # a folder that cannot exist
+  assert _same_kernels(cqt.cqt_kernels(SMALL_CQT), expected)

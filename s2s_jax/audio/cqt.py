@@ -19,7 +19,11 @@ constant it equals `librosa.cqt(..., tuning=0, scale=False) / lengths` at the sa
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import pathlib
+import zipfile
 
 import flax.struct
 import jax
@@ -29,6 +33,8 @@ import numpy as np
 import scipy.fft
 
 from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.util import caches
+from s2s_jax.util import files
 
 # Bins per kernel group: bins of a group share one window width (their widest need).
 _GROUP_SIZE = 16
@@ -54,15 +60,50 @@ def cqt_frequencies(spec: FeatureSpec) -> np.ndarray:
 
 
 def cqt_kernels(spec: FeatureSpec) -> CqtKernels:
-  """Builds the kernel spectra for `spec` from librosa's wavelet filters (numpy, ~3 s)."""
-  freqs = cqt_frequencies(spec)
-  lengths, _ = librosa.filters.wavelet_lengths(freqs=freqs, sr=spec.sample_rate)
-  # The clip's spectrum is taken over L = folds * hop samples: the clip, then zeros at least
-  # half the longest kernel long, so that kernels reaching before sample 0 or after the end
-  # read zeros (librosa.cqt's constant padding), never the other end of the clip.
+  """The kernel spectra of `spec`: read from the user's cache (`util.caches`, folder `cqt/`),
+  else built (about 4 s of CPU) and kept there. A missing, unreadable or unwritable cache only
+  means building them."""
+  path = caches.cache_dir("cqt") / f"{_cache_key(spec)}.npz"
+  try:
+    with np.load(path) as stored:
+      groups = len(stored.files) // 2
+      starts = [stored[f"starts{g}"] for g in range(groups)]
+      spectra = [stored[f"spectra{g}"] for g in range(groups)]
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    starts, spectra = _build_kernels(spec)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"starts{g}": a for g, a in enumerate(starts)},
+             **{f"spectra{g}": a for g, a in enumerate(spectra)})
+    try:
+      files.write_atomic(path, buffer.getvalue())
+    except OSError:
+      pass
+  return CqtKernels(tuple(jnp.asarray(a) for a in starts), tuple(jnp.asarray(a) for a in spectra),
+                    spec, _fft_length(spec))
+
+
+def _cache_key(spec: FeatureSpec) -> str:
+  """Names the kernels of `spec` as built by this module's code and this librosa."""
+  source = pathlib.Path(__file__).read_bytes()
+  return hashlib.sha256(repr(spec).encode() + librosa.__version__.encode() + source).hexdigest()[:24]
+
+
+def _fft_length(spec: FeatureSpec) -> int:
+  """L = M * hop: the clip, then zeros at least half the longest kernel long, so that kernels
+  reaching before sample 0 or after the end read zeros (librosa.cqt's constant padding), never
+  the other end of the clip."""
+  lengths, _ = librosa.filters.wavelet_lengths(freqs=cqt_frequencies(spec), sr=spec.sample_rate)
   folds = scipy.fft.next_fast_len(
       math.ceil((spec.num_samples + math.ceil(lengths.max()) // 2 + 1) / spec.hop_length))
-  fft_length = folds * spec.hop_length
+  return folds * spec.hop_length
+
+
+def _build_kernels(spec: FeatureSpec) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """Builds the kernel spectra from librosa's wavelet filters: per group, starts [bins] int32
+  and spectra [bins, width] complex64 (see `CqtKernels`)."""
+  freqs = cqt_frequencies(spec)
+  fft_length = _fft_length(spec)
+  folds = fft_length // spec.hop_length
   # ifft over M bins gives (M / L) times the decimated correlation; fold 1 / hop and the
   # STFT calibration (sum of the Hann window, n_fft / 2) into the kernels.
   gain = (spec.n_fft / 2) / spec.hop_length
@@ -77,9 +118,9 @@ def cqt_kernels(spec: FeatureSpec) -> CqtKernels:
     centres = np.round(group_freqs * fft_length / spec.sample_rate).astype(int)
     group_starts = np.clip(centres - width // 2, 0, kernel.shape[1] - width)
     windows = group_starts[:, None] + np.arange(width)
-    starts.append(jnp.asarray(group_starts, jnp.int32))
-    spectra.append(jnp.asarray(gain * np.take_along_axis(kernel, windows, 1), jnp.complex64))
-  return CqtKernels(tuple(starts), tuple(spectra), spec, fft_length)
+    starts.append(group_starts.astype(np.int32))
+    spectra.append((gain * np.take_along_axis(kernel, windows, 1)).astype(np.complex64))
+  return starts, spectra
 
 
 def cqt_magnitude(kernels: CqtKernels, audio: jax.Array) -> jax.Array:
