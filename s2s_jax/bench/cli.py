@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
   modules = {}
   for name, module_name in SUBCOMMANDS.items():
     module = importlib.import_module(module_name)
-    sub = commands.add_parser(name, help=module.__doc__.splitlines()[0],
+    summary = " ".join(module.__doc__.split("\n\n")[0].split())  # the first paragraph
+    sub = commands.add_parser(name, help=summary,
                               description=module.__doc__, formatter_class=HelpFormatter)
     sub.add_argument("--json", default=f"bench_results/{name}.json",
                      help="where to write the JSON results")
