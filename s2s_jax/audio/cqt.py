@@ -84,8 +84,8 @@ def cqt_kernels(spec: FeatureSpec) -> CqtKernels:
 
 def _cache_key(spec: FeatureSpec) -> str:
   """Names the kernels of `spec` as built by this module's code and this librosa."""
-  source = pathlib.Path(__file__).read_bytes()
-  return hashlib.sha256(repr(spec).encode() + librosa.__version__.encode() + source).hexdigest()[:24]
+  key = repr(spec).encode() + librosa.__version__.encode() + pathlib.Path(__file__).read_bytes()
+  return hashlib.sha256(key).hexdigest()[:24]
 
 
 def _fft_length(spec: FeatureSpec) -> int:
