@@ -22,7 +22,6 @@ import resource
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax import config_file
@@ -66,15 +65,6 @@ def datasheet_peak(device_kind: str) -> float | None:
     if name.lower() in device_kind.lower():
       return flops
   return None
-
-
-def matmul_flops_per_s(size: int, dtype: str, repeats: int = 5) -> float:
-  """FLOP/s of a `[size, size] @ [size, size]` product on random data, on the first device."""
-  keys = jax.random.split(jax.random.key(0), 2)
-  a, b = (jax.random.normal(k, (size, size), dtype) for k in keys)
-  product = jax.jit(jnp.matmul)
-  seconds = report.median_seconds(lambda: product(a, b).block_until_ready(), repeats)
-  return 2 * size ** 3 / seconds
 
 
 def bytes_needed(step: train_bench.CompiledStep) -> int:
@@ -153,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
 
   size = 2048 if on_cpu else 8192
   # A CPU may emulate bfloat16: its ceiling is the faster of the two products.
-  measured, matmul_dtype = max((matmul_flops_per_s(size, dtype), dtype)
+  measured, matmul_dtype = max((train_bench.matmul_flops_per_s(size, dtype), dtype)
                                for dtype in {args.dtype, "float32" if on_cpu else args.dtype})
   datasheet = datasheet_peak(device.device_kind)
   peak = datasheet or measured

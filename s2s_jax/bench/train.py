@@ -30,6 +30,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -188,17 +189,21 @@ def measure_peak(framework: str) -> dict[str, float]:
   flops = {}
   for dtype in ("float32", "bfloat16") if framework == "jax" else ("float32",):
     if framework == "jax":
-      import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-      a, b = (jax.random.normal(k, (MATMUL_SIZE,) * 2, dtype)
-              for k in jax.random.split(jax.random.key(0)))
-      product = jax.jit(jnp.matmul)
-      seconds = report.median_seconds(lambda: product(a, b).block_until_ready(), 5)
+      flops[dtype] = matmul_flops_per_s(MATMUL_SIZE, dtype)
     else:
       import torch  # pylint: disable=g-import-not-at-top
       a, b = (torch.randn((MATMUL_SIZE,) * 2, dtype=getattr(torch, dtype)) for _ in range(2))
-      seconds = report.median_seconds(lambda: torch.matmul(a, b), 5)
-    flops[dtype] = 2 * MATMUL_SIZE ** 3 / seconds
+      flops[dtype] = 2 * MATMUL_SIZE ** 3 / report.median_seconds(lambda: torch.matmul(a, b), 5)
   return flops
+
+
+def matmul_flops_per_s(size: int, dtype: str, repeats: int = 5) -> float:
+  """FLOP/s of a `[size, size] @ [size, size]` product on random data, on the first device."""
+  keys = jax.random.split(jax.random.key(0), 2)
+  a, b = (jax.random.normal(k, (size, size), dtype) for k in keys)
+  product = jax.jit(jnp.matmul)
+  seconds = report.median_seconds(lambda: product(a, b).block_until_ready(), repeats)
+  return 2 * size ** 3 / seconds
 
 
 def worker(job: str) -> None:

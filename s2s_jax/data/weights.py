@@ -30,7 +30,6 @@ from s2s_jax.synth import sound_key
 from s2s_jax.synth.space import ParameterSpace
 
 
-
 @dataclasses.dataclass(frozen=True)
 class WeightSettings:
   """How weights are computed.
