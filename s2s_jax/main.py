@@ -7,7 +7,10 @@ Multi-process jobs run this on every process with `--multihost`: each joins `jax
 first, and the cluster tells it the coordinator and its rank (Cloud TPU VMs, SLURM, Open MPI),
 or `--coordinator_address`, `--num_processes` and `--process_id` do. See launch/README.md.
 If any process fails (or is killed), every other one stops at its next collective with exit
-status 1; running the same command again resumes the whole job from the last checkpoint.
+status 1 and a message; where that collective waits instead of failing (one killed run in four
+here), JAX's coordination service aborts it (SIGABRT) once the dead process has sent no
+heartbeat for `--heartbeat_timeout` seconds, saying that another task died. Either way,
+running the same command again resumes the whole job from the last checkpoint.
 
 Quiet by default: the dataset build, one line per logged step (loss, time left), validation
 and the test table; `--verbose` adds absl, JAX, orbax and TFDS messages. `--helpfull` lists
@@ -41,6 +44,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.", lower_bound=1)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank, 0-based.",
                                    lower_bound=0)
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "Seconds without a heartbeat after which the job's other "
+    "processes count a process as dead and stop (JAX's default).", lower_bound=1)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show absl, JAX, orbax and TFDS log "
                              "messages (the dataset build's status line stands for TFDS's "
                              "progress bars).")
@@ -85,7 +91,8 @@ def main(argv):
     tfds.disable_progress_bar()
   if _MULTIHOST.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
   if jax.process_count() > 1:  # which process this log is
     print(f"JAX process {jax.process_index()} of {jax.process_count()}, devices: "
           f"{jax.devices()}", flush=True)

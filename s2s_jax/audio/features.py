@@ -100,7 +100,7 @@ def featurise(banks: FeatureBanks, audio: jax.Array) -> dict[str, jax.Array]:
 
 
 @functools.partial(jax.jit, static_argnames="spec")
-def log_mel(audio: jax.Array, spec: FeatureSpec = FeatureSpec()) -> jax.Array:
+def log_mel(audio: jax.Array, spec: FeatureSpec) -> jax.Array:
   """`featurise`'s "mel" alone (for pictures): audio [batch, spec.num_samples] ->
   [batch, time, n_mels] in [-1, 1]."""
   power = power_spectrogram(frames(jnp.asarray(audio, jnp.float32), spec))

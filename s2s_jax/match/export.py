@@ -205,7 +205,8 @@ def wav_bytes(audio: np.ndarray, sample_rate: int, out_rate: int) -> tuple[bytes
 def comparison_png(target: Target, match: Match, renderer: R.Renderer) -> bytes:
   """Input and match mel spectrograms (the clips MFCCD compares), side by side."""
   rendered = renderer.render(match.voice)
-  mel = np.asarray(features.log_mel(np.stack([target.audio, rendered])))
+  mel = np.asarray(features.log_mel(np.stack([target.audio, rendered]),
+                                    FeatureSpec(clip=renderer.settings)))
   seconds = len(target.audio) / renderer.settings.sample_rate
   figure = Figure(figsize=(11, 4), layout="constrained")  # no pyplot: no global state
   axes = figure.subplots(1, 2, sharey=True)

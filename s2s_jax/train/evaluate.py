@@ -13,6 +13,8 @@ import jax
 import numpy as np
 
 from s2s_jax.audio import features
+from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.synth.space import ParameterSpace
 
 
@@ -63,13 +65,15 @@ def baseline_classes(train_labels: np.ndarray, space: ParameterSpace, count: int
   }
 
 
-def spectrogram_pairs(target: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+def spectrogram_pairs(target: np.ndarray, predicted: np.ndarray, clip: ClipSpec
+                      ) -> dict[str, np.ndarray]:
   """Image summaries: the target's mel spectrogram above the prediction's, per example.
 
-  target, predicted: `[n, samples]` -> name -> `[2 * n_mels, time]` in [0, 1], low
+  target, predicted: `[n, clip.num_samples]` -> name -> `[2 * n_mels, time]` in [0, 1], low
   frequencies at the bottom of each half.
   """
-  mel = np.asarray(features.log_mel(np.concatenate([target, predicted])))
+  mel = np.asarray(features.log_mel(np.concatenate([target, predicted]),
+                                     FeatureSpec(clip=clip)))
   mel = (mel + 1.0) / 2.0  # log spectra are clipped to [-1, 1]
   n = len(target)
   return {f"match_{i}/target_above_prediction":

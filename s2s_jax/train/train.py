@@ -244,7 +244,8 @@ class Evaluator:
       scores = scoring.mfccd_scores(audio, kept["audio"], renderer.settings)
       means |= {name: float(np.mean(value)) for name, value in scores.items()}
       shown = min(self.config.image_summaries, len(audio))
-      self.writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown]))
+      self.writer.images(step, evaluate.spectrogram_pairs(kept["audio"][:shown], audio[:shown],
+                                                           renderer.settings))
     self.writer.scalars(step, label, means)
     print(f"{label} at step {step}: "
           + "  ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())), flush=True)
