@@ -9,10 +9,12 @@ import os
 import pathlib
 
 import dexed
+import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from s2s_jax.data import recipes
 import test_browser
 from test_browser import _outcome, _text
 from test_serve import TIMEOUT, rendered_sound
@@ -76,7 +78,9 @@ def test_a_dropped_file_is_matched_with_progress_then_the_bank_is_offered(
   WebDriverWait(page, TIMEOUT).until(
       lambda d: d.execute_script("return arguments[0].readyState >= 1 && !arguments[0].error",
                                  player))
-  assert page.execute_script("return arguments[0].duration", player) > 1
+  # A whole rendering: the clip of the model the server runs (tiny's), at most a frame short.
+  assert page.execute_script("return arguments[0].duration", player) == pytest.approx(
+      recipes.recipe("tiny").clip.render_seconds, abs=0.05)
 
   page.set_window_size(1200, 2600)
   _screenshot(page, tmp_path, "result_with_bank.png")

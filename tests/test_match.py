@@ -16,6 +16,8 @@ import soundfile
 
 from s2s_jax.audio import mfccd
 from s2s_jax.audio.clip import ClipSpec
+from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.data import recipes
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
 from s2s_jax.match import export
@@ -70,7 +72,8 @@ def test_a_model_loads_with_its_algorithm_and_best_step(model, tiny_model):
 
 
 def test_the_closest_candidate_of_every_model_and_algorithm_is_kept(model, renderer):
-  noise = np.random.default_rng(3).normal(0, 0.2, 48_000 * 4).astype(np.float32)
+  renderer = renderer.with_settings(model.clip)
+  noise = np.random.default_rng(3).normal(0, 0.2, model.clip.num_samples).astype(np.float32)
   target = target_lib.prepare_target(noise, renderer.settings, "noise", "noise")
   assert target.pitch.hz is None  # so TRANSPOSE stays as decoded
   any_algorithm = dataclasses.replace(model, algorithm=None)  # tried with each allowed one
@@ -90,9 +93,9 @@ def test_the_closest_candidate_of_every_model_and_algorithm_is_kept(model, rende
 
 
 def test_refinement_never_makes_the_match_worse(model, renderer, sounds):
-  target = target_lib.load_target(sounds["dexed"])
+  target = target_lib.load_target(sounds["dexed"], model.clip)
   settings = matcher_lib.MatchSettings(top_k=2, refine=search.Budget(renders=48))
-  match = matcher_lib.Matcher([model], settings, renderer).match(target)
+  match = matcher_lib.Matcher([model], settings, renderer.with_settings(model.clip)).match(target)
   assert match.refine_renders == 48
   assert match.refined["mfccd13"] <= match.network["mfccd13"] + 1e-6
   assert match.mfccd is match.refined
@@ -134,7 +137,7 @@ def test_s2s_match_writes_every_output_for_every_input(matched, sounds):
       ["summary.json"] + [f"{n}{s}" for n in sounds for s in export.OUTPUTS.values()])
 
 
-def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
+def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds, model):
   out, _ = matched
   for entry in json.loads((out / "summary.json").read_text()):
     voice = sysex.read(out / f"{entry['name']}.syx")[0]
@@ -143,10 +146,11 @@ def test_the_syx_reloads_and_rerenders_to_the_reported_mfccd(matched, sounds):
     from_json = host.from_dexed_json(
         json.loads((out / f"{entry['name']}.json").read_text())["host"])
     np.testing.assert_array_equal(params.with_name(from_json, entry["name"]), voice)
-    target = target_lib.load_target(sounds[entry["name"]])
-    rendering = render.DexedRenderer().render(voice)
+    target = target_lib.load_target(sounds[entry["name"]], model.clip)  # the clips it compares
+    rendering = render.DexedRenderer(model.clip).render(voice)
     for n_mfcc in (13, 30):
-      distance = float(mfccd.mfccd(rendering[None], target.audio[None], n_mfcc=n_mfcc)[0])
+      distance = float(mfccd.mfccd(rendering[None], target.audio[None], n_mfcc=n_mfcc,
+                                   spec=FeatureSpec(clip=model.clip))[0])
       assert distance == pytest.approx(entry["refined"][f"mfccd{n_mfcc}"], rel=1e-4)
 
 
@@ -254,7 +258,8 @@ def test_s2s_match_rejects_bad_models_and_options(tmp_path, tiny_model, sounds):
 
 
 def test_training_records_the_clip_in_the_workdir(model):
-  assert model.clip == ClipSpec()  # the tiny dataset's, written into config.json by training
+  # The tiny dataset's, written into config.json by training.
+  assert model.clip == recipes.recipe("tiny").clip != ClipSpec()
   assert json.loads((model.workdir / "config.json").read_text())["clip"]["note"] == 60
 
 
@@ -264,4 +269,4 @@ def test_a_workdir_written_before_clips_were_recorded_has_the_papers(model, tmp_
   settings = json.loads((old / "config.json").read_text())
   del settings["clip"]
   (old / "config.json").write_text(json.dumps(settings))
-  assert workdir_lib.load_model(old).clip == ClipSpec()
+  assert workdir_lib.read_config(old / "config.json")[1] == ClipSpec()

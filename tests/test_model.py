@@ -11,7 +11,9 @@ import pytest
 from s2s_jax import config_file
 from s2s_jax.audio import storage
 from s2s_jax.audio.features import FeatureBanks, featurise
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.data import reader
+from s2s_jax.data import recipes
 from s2s_jax.models import backbones
 from s2s_jax.models import head as H
 from s2s_jax.models import sound2synth
@@ -221,7 +223,7 @@ def test_jitted_forward_on_a_batch_of_the_tiny_dataset(tiny_dataset):
   batch = next(iter(reader.loader(reader.data_source(tiny_dataset, "train"), batch_size=4,
                                   shuffle=False)))
   audio = storage.decode_audio(batch["audio_pcm"], batch["audio_scales"])
-  banks = FeatureBanks.create()
+  banks = FeatureBanks.create(FeatureSpec(clip=recipes.recipe("tiny").clip))
   config = tiny_config()
   model = sound2synth.create_model(config, SPACE)
 

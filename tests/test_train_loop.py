@@ -17,6 +17,7 @@ import pytest
 
 import main_job
 from s2s_jax.audio.features import FeatureBanks
+from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import input_pipeline
@@ -67,7 +68,8 @@ def test_a_run_stops_after_five_non_finite_steps_and_says_what_to_try(
   create = functools.partial(train.create_state, model, train.create_optimizer(config, 6),
                              seed=config.seed, batch_size=1)  # as train_and_evaluate does
   initial = jax.jit(create, out_shardings=replicated)(
-      jax.device_put(FeatureBanks.create(), replicated))
+      jax.device_put(FeatureBanks.create(FeatureSpec(clip=input_pipeline.training_clip(config))),
+                     replicated))
   saved = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "4" / "state")
   assert int(saved["step"]) == 4
   for name in ("params", "batch_stats"):

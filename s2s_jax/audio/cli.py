@@ -17,9 +17,11 @@ from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.match import target
 from s2s_jax.util.arguments import HelpFormatter
 
+SPEC = FeatureSpec()  # the paper's clip and features, whatever clip a model was trained on
+
 
 def main(argv: list[str] | None = None) -> int:
-  spec = FeatureSpec()
+  spec = SPEC
   parser = argparse.ArgumentParser(
       prog="s2s-mfccd", formatter_class=HelpFormatter,
       description="Prints the MFCCD between two sound files.",

@@ -37,8 +37,10 @@ def _t6(algorithm: int) -> DatasetRecipe:
 RECIPES = (
     DatasetRecipe(
         name="tiny",
-        description="60 random-walk presets of algorithm 5, no user data: tests and demos.",
+        description="60 random-walk presets of algorithm 5 as 1 s clips (key held 0.5 s), no "
+                    "user data: tests and demos.",
         mix=sources.SourceMix(algorithm=5, real=False, random_presets=60, walk_length=3),
+        clip=ClipSpec(note_seconds=0.5, render_seconds=1.0),  # a quarter of the paper's: cheap
         weights=W.WeightSettings(mode="sampled", num_sampled=8)),
     *(_t6(a) for a in range(1, params.NUM_ALGORITHMS + 1)),
     DatasetRecipe(

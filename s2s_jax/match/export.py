@@ -31,9 +31,11 @@ from matplotlib.figure import Figure
 import numpy as np
 import soundfile
 
+from s2s_jax.audio import cli as mfccd_cli
 from s2s_jax.audio import features
 from s2s_jax.audio import io
 from s2s_jax.audio import mfccd
+from s2s_jax.audio.clip import ClipSpec
 from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.match import pitch as pitch_lib
 from s2s_jax.match import target as target_lib
@@ -129,11 +131,13 @@ def match_rendering(match: Match, target: Target, renderer: R.Renderer) -> np.nd
 class Written:
   """One input's files (`paths` by kind, see `OUTPUTS`) and what was measured on them:
   `wav` (sample_rate, subtype, gain_db), `match_pitch` (of the match as written) and
-  `files_mfccd13` (what `s2s-mfccd INPUT NAME.wav` gives)."""
+  `files_mfccd13` (what `s2s-mfccd INPUT NAME.wav` gives); `scored_clip`: the clips the match
+  was scored on (its model's)."""
   paths: dict[str, pathlib.Path]
   wav: dict[str, object]
   match_pitch: pitch_lib.Pitch
   files_mfccd13: float
+  scored_clip: ClipSpec
 
 
 def write_outputs(out_dir: pathlib.Path, match: Match, target: Target, renderer: R.Renderer,
@@ -161,17 +165,18 @@ def write_outputs(out_dir: pathlib.Path, match: Match, target: Target, renderer:
   try:
     for kind, data in contents.items():
       (staging / paths[kind].name).write_bytes(data)
-    written = target_lib.read_fitted(staging / paths["wav"].name, renderer.settings)
+    files_spec = mfccd_cli.SPEC
+    written = target_lib.read_fitted(staging / paths["wav"].name, files_spec.clip)
     files_mfccd13 = float(mfccd.mfccd(
-        target_lib.read_fitted(input_path, renderer.settings)[None], written[None],
-        spec=FeatureSpec(clip=renderer.settings))[0])
+        target_lib.read_fitted(input_path, files_spec.clip)[None], written[None],
+        spec=files_spec)[0])
     for path in paths.values():
       (staging / path.name).replace(path)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return Written(paths, {"sample_rate": rate, "subtype": WAV_SUBTYPE, "gain_db": gain_db},
                  pitch_lib.estimate_pitch(rendering, renderer.settings.sample_rate),
-                 files_mfccd13)
+                 files_mfccd13, renderer.settings)
 
 
 def parameters(voice: np.ndarray) -> dict[str, object]:
@@ -229,7 +234,7 @@ def summary_entry(match: Match, target: Target, source: str, written: Written) -
   """One input's entry of summary.json, and the body of the HTTP API's answer."""
   files = (None if abs(written.files_mfccd13 - match.mfccd["mfccd13"]) <= AGREE else {
       "mfccd13": written.files_mfccd13,
-      "why": _why_files_differ(written.wav, target.sample_rate)})
+      "why": _why_files_differ(written, target.sample_rate)})
   return {
       "name": match.name,
       "input": source,
@@ -270,9 +275,13 @@ def pitch_entry(match: Match, heard: pitch_lib.Pitch, played: pitch_lib.Pitch) -
           "in_range": None if retuning is None else retuning.in_range, "note": note}
 
 
-def _why_files_differ(wav: dict, sample_rate: int) -> str:
+def _why_files_differ(written: Written, sample_rate: int) -> str:
   """Why MFCCD on the written files is not the match's score."""
-  reasons = []
+  reasons, wav, clip = [], written.wav, written.scored_clip
+  if clip != mfccd_cli.SPEC.clip:
+    reasons.append(f"the match was scored on its model's clips ({clip.render_seconds:g} s, key "
+                   f"held {clip.note_seconds:g} s), s2s-mfccd compares "
+                   f"{mfccd_cli.SPEC.clip.render_seconds:g} s")
   if wav["sample_rate"] != sample_rate:
     reasons.append(f"NAME.wav is at the input's {wav['sample_rate']} Hz, the match was scored "
                    f"at {sample_rate} Hz")
