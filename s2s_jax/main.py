@@ -7,7 +7,7 @@ Multi-process jobs run this on every process with `--multihost`: each joins `jax
 first, and the cluster tells it the coordinator and its rank (Cloud TPU VMs, SLURM, Open MPI),
 or `--coordinator_address`, `--num_processes` and `--process_id` do. See launch/README.md.
 If any process fails (or is killed), every other one stops at its next collective with exit
-status 1 and a message; where that collective waits instead of failing (one killed run in four
+status 1 and a message; where that collective waits instead of failing (3 kills in 9
 here), JAX's coordination service aborts it (SIGABRT) once the dead process has sent no
 heartbeat for `--heartbeat_timeout` seconds, saying that another task died. Either way,
 running the same command again resumes the whole job from the last checkpoint.
