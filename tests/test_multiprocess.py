@@ -44,6 +44,7 @@ class Job:
 
   def __init__(self, workdir, data_dir, processes: int, ranks_from: str = "flags"):
     self.workdir, self.processes = workdir, processes
+    self.killed: Kill | None = None  # set by `runs` for the job it killed and resumed
     port = main_job.free_port()
     self.runs = []
     for rank in range(processes):
