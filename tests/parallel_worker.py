@@ -16,6 +16,7 @@ import pathlib
 import sys
 
 import jax
+from jax import flatten_util
 import numpy as np
 from jax.sharding import Mesh
 
@@ -89,7 +90,8 @@ class Job:
       state, metrics = step(state, batch, banks)
       record |= _flat(f"step{i}/", metrics)
       if i == 0:  # the first micro-step of two only accumulates the gradients
-        record |= _flat("grads", state.opt_state.acc_grads)
+        unravel = flatten_util.ravel_pytree(state.params)[1]  # the optimiser's flat vector
+        record |= _flat("grads", unravel(state.opt_state.acc_grads))
     record |= _flat("params", state.params) | _flat("batch_stats", state.batch_stats)
     change = jax.tree.map(lambda new, old: float(np.max(np.abs(_local(new) - old))),
                           state.params, self.state.params)

@@ -2,11 +2,12 @@
 
 The step featurises the clips on the device (the same `featurise` inference uses), adds the
 training-only input noise, and applies AdamW with global-norm clipping, a linear warm-up and a
-cosine decay, accumulating gradients up to the effective batch (optax.MultiSteps). The loop
-evaluates every `eval_every_epochs`, keeps the best variables, stops early, averages weights
-over the last epochs (SWA, batch-norm statistics recomputed), checkpoints the whole state and
-the data position so a killed run resumes exactly, and ends with the test split: parameter
-metrics and MFCCD of rendered predictions, side by side with two baselines.
+cosine decay, accumulating gradients up to the effective batch (optax.MultiSteps), all on one
+flat vector of the parameters (optax.flatten). The loop evaluates every `eval_every_epochs`,
+keeps the best variables, stops early, averages weights over the last epochs (SWA, batch-norm
+statistics recomputed), checkpoints the whole state and the data position so a killed run
+resumes exactly, and ends with the test split: parameter metrics and MFCCD of rendered
+predictions, side by side with two baselines.
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def create_optimizer(config: ml_collections.ConfigDict, updates_per_epoch: int
                           optax.adamw(schedule, weight_decay=config.weight_decay))
   # Skip every non-finite update (the loop counts them and stops the run after a few in a row).
   optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=np.iinfo(np.int32).max)
-  return optax.MultiSteps(optimizer, every_k_schedule=accumulation)
+  accumulating = optax.MultiSteps(optimizer, every_k_schedule=accumulation)
+  # On one vector of all parameters: the same arithmetic as leaf by leaf (up to the order of
+  # the global norm's sum), in a few dozen ops instead of a few per leaf, which halves the
+  # step's XLA compile time on CPU.
+  return optax.flatten(accumulating.gradient_transformation())
 
 
 def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
@@ -112,13 +117,14 @@ def inputs_step(state: TrainState, inputs: dict[str, jax.Array], batch: dict[str
 
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
-  finite = jnp.isfinite(loss) & jnp.all(jnp.array(
-      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  grad_norm = optax.global_norm(grads)
+  # Non-finite iff a gradient is (or their squares overflow float32, a step as diverged).
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   # A skipped step leaves the batch-norm statistics as they were, like the parameters.
   batch_stats = jax.tree.map(lambda new, old: jnp.where(finite, new, old), batch_stats,
                              state.batch_stats)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state, metrics | {"grad_norm": optax.global_norm(grads), "finite": finite}
+  return state, metrics | {"grad_norm": grad_norm, "finite": finite}
 
 
 def eval_step(variables: dict, batch: dict[str, jax.Array], banks: FeatureBanks, *,
