@@ -48,9 +48,11 @@ RECIPES = (
         mix=sources.SourceMix(algorithm=None)),
     DatasetRecipe(
         name="all_light",
-        description="Every real preset, one augmented variant each, 4 probed weights: a quick "
-                    "check of a preset folder, and the builder test on dummy data.",
+        description="Every real preset, one augmented variant each, as 1 s clips (key held "
+                    "0.5 s), 4 probed weights: a quick check of a preset folder, and the "
+                    "builder test on dummy data.",
         mix=sources.SourceMix(algorithm=None, augmentations_per_preset=1),
+        clip=ClipSpec(note_seconds=0.5, render_seconds=1.0),  # as `tiny`'s: cheap
         weights=W.WeightSettings(mode="sampled", num_sampled=4)),
 )
 
