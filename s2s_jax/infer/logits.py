@@ -35,6 +35,9 @@ class ClassLayout:
   index: [num_params, max_classes] int32, flat logit index of class c of parameter k
     (0 where c >= num_classes[k]).
   valid: [num_params, max_classes] bool, c < num_classes[k].
+  valid_positions: [total_classes] int32, where the valid entries sit in `valid` flattened
+    (made here in numpy: `jnp.flatnonzero` in a jitted function would be a cumsum that XLA
+    constant-folds in seconds).
   num_classes: [num_params] int32.
   is_continuous: [num_params] bool, the binned 0..99 parameters.
   level_params: [num_params, 6] int32, for a parameter of operator o the indices of o's
@@ -45,6 +48,7 @@ class ClassLayout:
   """
   index: jax.Array
   valid: jax.Array
+  valid_positions: jax.Array
   num_classes: jax.Array
   is_continuous: jax.Array
   level_params: jax.Array
@@ -66,6 +70,7 @@ class ClassLayout:
     silenceable = [params.operator_of(p) is not None and not p.name.endswith(" OUTPUT LEVEL")
                    for p in space.params]
     return cls(index=jnp.asarray(index, jnp.int32), valid=jnp.asarray(valid),
+               valid_positions=jnp.asarray(np.flatnonzero(valid), jnp.int32),
                num_classes=jnp.asarray(num_classes, jnp.int32),
                is_continuous=jnp.asarray(space.is_continuous),
                level_params=jnp.asarray(level_params, jnp.int32),
@@ -93,4 +98,4 @@ def class_probabilities(logits: jax.Array, layout: ClassLayout) -> jax.Array:
   """Each parameter's softmax, back in the flat layout: [batch, total_classes] -> same shape."""
   probabilities = jax.nn.softmax(padded_logits(logits, layout), axis=-1)
   flat = probabilities.reshape(probabilities.shape[0], -1)
-  return jnp.take(flat, jnp.flatnonzero(layout.valid, size=layout.total_classes), axis=1)
+  return jnp.take(flat, layout.valid_positions, axis=1)
