@@ -2,6 +2,7 @@
 
 import fcntl
 import importlib.util
+import json
 import os
 import pathlib
 import pty
@@ -258,19 +259,56 @@ app.run(build.main)
   assert result.stdout == "" and not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("folder", [None, "missing", "empty", "no_syx"])
-def test_a_missing_preset_folder_is_one_line(tmp_path, folder):
-  if folder is not None:
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "no_syx").mkdir()
-    (tmp_path / "no_syx" / "notes.txt").write_text("no presets here")
-  flags = [] if folder is None else [f"--manual_dir={tmp_path / folder}"]
-  result = _build(tmp_path / "data", "--config=alg05", *flags)
-  assert result.returncode == 1 and result.stdout == ""
-  assert result.stderr.splitlines() == [
+_PRESET_FOLDERS = (None, "missing", "empty", "no_syx")
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> tuple[pathlib.Path, dict]:
+  """(folder, {manual_dir: result}): `--config=alg05` built with each of `_PRESET_FOLDERS` as
+  its --manual_dir (none, missing, empty, no .syx file), each into its own data_dir.
+
+  One fresh process runs `build.main` for them all, as `python -m s2s_jax.data.build` would,
+  each case's stdout, stderr and exit status apart (tests/in_process.py); nothing else may
+  reach the process's own stdout and stderr (a log line, a warning, TensorFlow's messages).
+  """
+  folder = tmp_path_factory.mktemp("refused")
+  (folder / "empty").mkdir()
+  (folder / "no_syx").mkdir()
+  (folder / "no_syx" / "notes.txt").write_text("no presets here")
+  cases = {str(name): ["--config=alg05", f"--data_dir={folder / f'data_{name}'}"]
+           + ([] if name is None else [f"--manual_dir={folder / name}"])
+           for name in _PRESET_FOLDERS}
+  script = """
+import json, sys
+from absl import flags
+from s2s_jax.data import build
+sys.path.insert(0, sys.argv[1])
+import in_process
+
+def main(argv):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["build", *argv])
+  return build.main(["build"])
+
+print(json.dumps({case: vars(in_process.run(main, *argv))
+                  for case, argv in json.loads(sys.argv[2]).items()}))
+"""
+  result = subprocess.run([sys.executable, "-c", script, str(pathlib.Path(__file__).parent),
+                           json.dumps(cases)], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+  (line,) = result.stdout.splitlines()
+  return folder, {name: json.loads(line)[str(name)] for name in _PRESET_FOLDERS}
+
+
+@pytest.mark.parametrize("folder", _PRESET_FOLDERS)
+def test_a_missing_preset_folder_is_one_line(refused, folder):
+  presets, results = refused
+  result = results[folder]
+  assert result["returncode"] == 1 and result["stdout"] == ""
+  assert result["stderr"].splitlines() == [
       "s2s_jax.data.build: error: --config=alg05 reads your presets: --manual_dir must name a "
-      "folder holding .syx files" + ("" if folder is None else f" ({tmp_path / folder} does not)")]
-  assert not (tmp_path / "data").exists()
+      "folder holding .syx files" + ("" if folder is None else f" ({presets / folder} does not)")]
+  assert not (presets / f"data_{folder}").exists()
 
 
 @pytest.mark.parametrize("seed", range(5))
