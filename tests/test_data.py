@@ -25,9 +25,7 @@ from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import params
-from s2s_jax.synth import sysex
 from s2s_jax.synth.space import ParameterSpace
-from s2s_jax.util import files
 
 TINY_CLIP = recipes.recipe("tiny").clip
 
@@ -200,34 +198,44 @@ def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):
   assert sorted(map(key, beam)) == sorted(map(key, plain))
 
 
-def test_an_interrupted_build_never_looks_complete(tmp_path, random_voices):
-  presets = tmp_path / "presets"
-  files.write_atomic(presets / "a.syx", sysex.bank_message(random_voices[:32]))
-  files.write_atomic(presets / "b.syx", sysex.bank_message(random_voices[32:]))
-  data_dir = tmp_path / "tfds"
-  process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=all",
-                              f"--manual_dir={presets}", f"--data_dir={data_dir}"],
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[pathlib.Path, dict, tuple[int, str, str]]:
+  """A `tiny` build killed once it has started writing, then built again with stderr on a
+  terminal: (its data_dir, what was there after the kill, the rerun's `_in_a_terminal`).
+
+  `tiny` (60 one-second clips, no presets) takes seconds to render: killed meanwhile.
+  """
+  data_dir = tmp_path_factory.mktemp("interrupted")
+  process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=tiny",
+                              f"--data_dir={data_dir}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 120
-  while not list(data_dir.glob("dexed_presets/all/incomplete*")) and time.time() < deadline:
+  while not list(data_dir.glob("dexed_presets/tiny/incomplete*")) and time.time() < deadline:
     time.sleep(0.05)
   os.kill(process.pid, signal.SIGKILL)
   process.wait()
-  assert list(data_dir.glob("dexed_presets/all/incomplete*")), "the build never started writing"
-  assert not (data_dir / "dexed_presets" / "all" / "1.0.0").exists()
-  result = _build(data_dir, "--config=all", f"--manual_dir={presets}")  # a rerun completes
-  assert result.returncode == 0, result.stderr[-2000:]
-  built = data_dir / "dexed_presets" / "all" / "1.0.0"
-  assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 64
+  killed = {"incomplete": bool(list(data_dir.glob("dexed_presets/tiny/incomplete*"))),
+            "complete": (data_dir / "dexed_presets" / "tiny" / "1.0.0").exists()}
+  return data_dir, killed, _in_a_terminal([sys.executable, "-m", "s2s_jax.data.build",
+                                           "--config=tiny", f"--data_dir={data_dir}"])
 
 
-def test_a_build_on_a_terminal_shows_one_status_line(tmp_path):
-  """`tiny` holds 60 voices: 51 train, 3 validation, 6 test (see the TFDS test's SPLITS)."""
-  code, stdout, drawn = _in_a_terminal([sys.executable, "-m", "s2s_jax.data.build",
-                                        "--config=tiny", f"--data_dir={tmp_path}"])
+def test_an_interrupted_build_never_looks_complete(interrupted):
+  data_dir, killed, (code, _, drawn) = interrupted
+  assert killed["incomplete"], "the build never started writing"
+  assert not killed["complete"]
+  assert code == 0, drawn[-2000:]  # a rerun completes
+  built = data_dir / "dexed_presets" / "tiny" / "1.0.0"
+  assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 60
+
+
+def test_a_build_on_a_terminal_shows_one_status_line(interrupted):
+  """`tiny` holds 60 voices: 51 train, 3 validation, 6 test (see the TFDS test's SPLITS). The
+  build is the rerun of `interrupted`: it starts over, as a first build does."""
+  data_dir, _, (code, stdout, drawn) = interrupted
   assert code == 0, drawn[-2000:]
   lines = stdout.splitlines()
-  assert lines[0] == (f"building dataset dexed_presets/tiny/1.0.0 in {tmp_path}/dexed_presets/"
+  assert lines[0] == (f"building dataset dexed_presets/tiny/1.0.0 in {data_dir}/dexed_presets/"
                       "tiny/1.0.0 (rendering every voice)")
   assert re.fullmatch(r"built dataset dexed_presets/tiny/1\.0\.0 in \d+ s", lines[1])
   assert [line.split() for line in lines[2:]] == [
