@@ -2,6 +2,7 @@
 
 import fcntl
 import importlib.util
+import json
 import os
 import pathlib
 import pty
@@ -24,9 +25,7 @@ from s2s_jax.data import sources
 from s2s_jax.data import weights as W
 from s2s_jax.synth import corpus as C
 from s2s_jax.synth import params
-from s2s_jax.synth import sysex
 from s2s_jax.synth.space import ParameterSpace
-from s2s_jax.util import files
 
 TINY_CLIP = recipes.recipe("tiny").clip
 
@@ -199,34 +198,44 @@ def test_beam_build_gives_the_same_examples(tiny_dataset, tmp_path):
   assert sorted(map(key, beam)) == sorted(map(key, plain))
 
 
-def test_an_interrupted_build_never_looks_complete(tmp_path, random_voices):
-  presets = tmp_path / "presets"
-  files.write_atomic(presets / "a.syx", sysex.bank_message(random_voices[:32]))
-  files.write_atomic(presets / "b.syx", sysex.bank_message(random_voices[32:]))
-  data_dir = tmp_path / "tfds"
-  process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=all",
-                              f"--manual_dir={presets}", f"--data_dir={data_dir}"],
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[pathlib.Path, dict, tuple[int, str, str]]:
+  """A `tiny` build killed once it has started writing, then built again with stderr on a
+  terminal: (its data_dir, what was there after the kill, the rerun's `_in_a_terminal`).
+
+  `tiny` (60 one-second clips, no presets) takes seconds to render: killed meanwhile.
+  """
+  data_dir = tmp_path_factory.mktemp("interrupted")
+  process = subprocess.Popen([sys.executable, "-m", "s2s_jax.data.build", "--config=tiny",
+                              f"--data_dir={data_dir}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 120
-  while not list(data_dir.glob("dexed_presets/all/incomplete*")) and time.time() < deadline:
+  while not list(data_dir.glob("dexed_presets/tiny/incomplete*")) and time.time() < deadline:
     time.sleep(0.05)
   os.kill(process.pid, signal.SIGKILL)
   process.wait()
-  assert list(data_dir.glob("dexed_presets/all/incomplete*")), "the build never started writing"
-  assert not (data_dir / "dexed_presets" / "all" / "1.0.0").exists()
-  result = _build(data_dir, "--config=all", f"--manual_dir={presets}")  # a rerun completes
-  assert result.returncode == 0, result.stderr[-2000:]
-  built = data_dir / "dexed_presets" / "all" / "1.0.0"
-  assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 64
+  killed = {"incomplete": bool(list(data_dir.glob("dexed_presets/tiny/incomplete*"))),
+            "complete": (data_dir / "dexed_presets" / "tiny" / "1.0.0").exists()}
+  return data_dir, killed, _in_a_terminal([sys.executable, "-m", "s2s_jax.data.build",
+                                           "--config=tiny", f"--data_dir={data_dir}"])
 
 
-def test_a_build_on_a_terminal_shows_one_status_line(tmp_path):
-  """`tiny` holds 60 voices: 51 train, 3 validation, 6 test (see the TFDS test's SPLITS)."""
-  code, stdout, drawn = _in_a_terminal([sys.executable, "-m", "s2s_jax.data.build",
-                                        "--config=tiny", f"--data_dir={tmp_path}"])
+def test_an_interrupted_build_never_looks_complete(interrupted):
+  data_dir, killed, (code, _, drawn) = interrupted
+  assert killed["incomplete"], "the build never started writing"
+  assert not killed["complete"]
+  assert code == 0, drawn[-2000:]  # a rerun completes
+  built = data_dir / "dexed_presets" / "tiny" / "1.0.0"
+  assert sum(len(reader.data_source(built, s)) for s in ("train", "validation", "test")) == 60
+
+
+def test_a_build_on_a_terminal_shows_one_status_line(interrupted):
+  """`tiny` holds 60 voices: 51 train, 3 validation, 6 test (see the TFDS test's SPLITS). The
+  build is the rerun of `interrupted`: it starts over, as a first build does."""
+  data_dir, _, (code, stdout, drawn) = interrupted
   assert code == 0, drawn[-2000:]
   lines = stdout.splitlines()
-  assert lines[0] == (f"building dataset dexed_presets/tiny/1.0.0 in {tmp_path}/dexed_presets/"
+  assert lines[0] == (f"building dataset dexed_presets/tiny/1.0.0 in {data_dir}/dexed_presets/"
                       "tiny/1.0.0 (rendering every voice)")
   assert re.fullmatch(r"built dataset dexed_presets/tiny/1\.0\.0 in \d+ s", lines[1])
   assert [line.split() for line in lines[2:]] == [
@@ -258,19 +267,56 @@ app.run(build.main)
   assert result.stdout == "" and not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("folder", [None, "missing", "empty", "no_syx"])
-def test_a_missing_preset_folder_is_one_line(tmp_path, folder):
-  if folder is not None:
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "no_syx").mkdir()
-    (tmp_path / "no_syx" / "notes.txt").write_text("no presets here")
-  flags = [] if folder is None else [f"--manual_dir={tmp_path / folder}"]
-  result = _build(tmp_path / "data", "--config=alg05", *flags)
-  assert result.returncode == 1 and result.stdout == ""
-  assert result.stderr.splitlines() == [
+_PRESET_FOLDERS = (None, "missing", "empty", "no_syx")
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> tuple[pathlib.Path, dict]:
+  """(folder, {manual_dir: result}): `--config=alg05` built with each of `_PRESET_FOLDERS` as
+  its --manual_dir (none, missing, empty, no .syx file), each into its own data_dir.
+
+  One fresh process runs `build.main` for them all, as `python -m s2s_jax.data.build` would,
+  each case's stdout, stderr and exit status apart (tests/in_process.py); nothing else may
+  reach the process's own stdout and stderr (a log line, a warning, TensorFlow's messages).
+  """
+  folder = tmp_path_factory.mktemp("refused")
+  (folder / "empty").mkdir()
+  (folder / "no_syx").mkdir()
+  (folder / "no_syx" / "notes.txt").write_text("no presets here")
+  cases = {str(name): ["--config=alg05", f"--data_dir={folder / f'data_{name}'}"]
+           + ([] if name is None else [f"--manual_dir={folder / name}"])
+           for name in _PRESET_FOLDERS}
+  script = """
+import json, sys
+from absl import flags
+from s2s_jax.data import build
+sys.path.insert(0, sys.argv[1])
+import in_process
+
+def main(argv):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["build", *argv])
+  return build.main(["build"])
+
+print(json.dumps({case: vars(in_process.run(main, *argv))
+                  for case, argv in json.loads(sys.argv[2]).items()}))
+"""
+  result = subprocess.run([sys.executable, "-c", script, str(pathlib.Path(__file__).parent),
+                           json.dumps(cases)], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+  (line,) = result.stdout.splitlines()
+  return folder, {name: json.loads(line)[str(name)] for name in _PRESET_FOLDERS}
+
+
+@pytest.mark.parametrize("folder", _PRESET_FOLDERS)
+def test_a_missing_preset_folder_is_one_line(refused, folder):
+  presets, results = refused
+  result = results[folder]
+  assert result["returncode"] == 1 and result["stdout"] == ""
+  assert result["stderr"].splitlines() == [
       "s2s_jax.data.build: error: --config=alg05 reads your presets: --manual_dir must name a "
-      "folder holding .syx files" + ("" if folder is None else f" ({tmp_path / folder} does not)")]
-  assert not (tmp_path / "data").exists()
+      "folder holding .syx files" + ("" if folder is None else f" ({presets / folder} does not)")]
+  assert not (presets / f"data_{folder}").exists()
 
 
 @pytest.mark.parametrize("seed", range(5))

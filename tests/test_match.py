@@ -20,6 +20,7 @@ from s2s_jax.audio.spec import FeatureSpec
 from s2s_jax.data import recipes
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.match import candidates
+from s2s_jax.match import cli as match_cli
 from s2s_jax.match import export
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -29,6 +30,7 @@ from s2s_jax.synth import host
 from s2s_jax.synth import params
 from s2s_jax.synth import render
 from s2s_jax.synth import sysex
+import in_process
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -106,9 +108,10 @@ def test_no_model_for_the_allowed_algorithms_is_an_error(model, renderer):
     matcher_lib.Matcher([model], matcher_lib.MatchSettings(algorithms=(7,)), renderer)
 
 
-def _s2s_match(*args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "s2s_jax.match.cli", *map(str, args)],
-                        capture_output=True, text=True, timeout=600, cwd=ROOT)
+def _s2s_match(*args) -> in_process.Result:
+  """`s2s-match ARGS` in this process (its outputs, messages and exit status as a process
+  has them; tests/test_console.py and test_caches.py run the command as a process)."""
+  return in_process.run(match_cli.main, *args)
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +207,23 @@ def test_an_unusable_output_folder_stops_the_run_before_the_models_load(tmp_path
            (tmp_path / "locked", "locked: the output folder is not writable (Permission denied)"),
            (tmp_path / "locked" / "sub", "sub: the output folder is not writable"),
            (tmp_path / "taken", "dexed.png: a folder is where an output goes")]
-  for out, message in cases:  # the model does not exist: its error would come after
-    result = subprocess.run(
-        [*unprivileged, sys.executable, "-m", "s2s_jax.match.cli", sounds["dexed"], "--out",
-         out, "--model", tmp_path / "no model"], capture_output=True, text=True, cwd=ROOT)
+  args = lambda out: [sounds["dexed"], "--out", out, "--model", tmp_path / "no model"]
+  # The model does not exist: its error would come after. Root writes into any folder, so the
+  # runs go to a process without that power when this one has it (one process for them all).
+  if unprivileged:
+    script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import in_process; "
+              "from s2s_jax.match import cli; "
+              "print(json.dumps([vars(in_process.run(cli.main, *json.loads(a))) "
+              "for a in sys.argv[2:]]))")
+    process = subprocess.run(
+        [*unprivileged, sys.executable, "-c", script, pathlib.Path(__file__).parent,
+         *(json.dumps(list(map(str, args(out)))) for out, _ in cases)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = [in_process.Result(**r) for r in json.loads(process.stdout.splitlines()[-1])]
+  else:
+    results = [_s2s_match(*args(out)) for out, _ in cases]
+  for (out, message), result in zip(cases, results, strict=True):
     assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
     assert "no model" not in result.stderr and "Traceback" not in result.stderr
   assert (tmp_path / "file").read_bytes() == b"mine"

@@ -12,6 +12,7 @@ import pytest
 import requests
 import soundfile
 
+from s2s_jax.match import cli as match_cli
 from s2s_jax.match import library as library_lib
 from s2s_jax.match import matcher as matcher_lib
 from s2s_jax.match import search
@@ -20,6 +21,7 @@ from s2s_jax.synth import generate
 from s2s_jax.synth import params
 from s2s_jax.synth import sysex
 from s2s_jax.util import files
+import in_process
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -34,9 +36,14 @@ def presets(tmp_path_factory, random_voices) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def library(presets, renderer, tmp_path_factory) -> library_lib.Library:
-  return library_lib.build_library([presets], renderer, tmp_path_factory.mktemp("cache"),
-                                   lambda line: None)
+def library_cache(tmp_path_factory) -> pathlib.Path:
+  """The features cache of `library`: every voice of `presets` once it is built."""
+  return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def library(presets, renderer, library_cache) -> library_lib.Library:
+  return library_lib.build_library([presets], renderer, library_cache, lambda line: None)
 
 
 def audible(library, renderer, start):
@@ -87,9 +94,9 @@ def test_no_model_and_no_library_is_an_error(renderer):
     matcher_lib.Matcher([], matcher_lib.MatchSettings(), renderer)
 
 
-def _s2s_match(*args, env=None) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "s2s_jax.match.cli", *map(str, args)],
-                        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+def _s2s_match(*args) -> in_process.Result:
+  """`s2s-match ARGS` in this process (see tests/in_process.py)."""
+  return in_process.run(match_cli.main, *args)
 
 
 def test_s2s_match_with_a_library_and_no_model(presets, library, renderer, tmp_path):
@@ -131,8 +138,8 @@ def test_a_shared_corpus_folder_as_a_library(shared_presets, renderer, tmp_path)
   assert match.network["mfccd13"] == pytest.approx(0.0, abs=1e-4)
 
 
-def test_s2s_serve_with_a_library_and_no_model(presets, library, renderer, tmp_path):
-  cache = tmp_path / "cache"
+def test_s2s_serve_with_a_library_and_no_model(presets, library, renderer, library_cache):
+  cache = library_cache  # filled by `library`: the server loads it rather than render again
   with subprocess.Popen(
       [sys.executable, "-m", "s2s_jax.serve.cli", "--no-model", "--library", str(presets),
        "--library-cache", str(cache), "--port", "0", "--refine-renders", "16", "--library-k", "4"],

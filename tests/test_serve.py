@@ -25,9 +25,11 @@ import soundfile
 import uvicorn
 
 from s2s_jax.serve import app as app_lib
+from s2s_jax.serve import cli as serve_cli
 from s2s_jax.synth import host
 from s2s_jax.synth import params
 from s2s_jax.synth import sysex
+import in_process
 
 READY = re.compile(r"s2s-serve: listening on (http://\S+) \(1 model\)")
 FAST = ("--refine-renders", "16", "--top-k", "2")
@@ -236,12 +238,12 @@ def test_binds_loopback_by_default(server):
 
 
 def test_bad_options_and_models_exit_2_without_traceback(server, tmp_path, tiny_model):
+  """Run in this process (see tests/in_process.py): the server above is s2s-serve's process."""
   port = str(urllib.parse.urlsplit(server).port)
   for args, message in [(["--model", str(tmp_path / "nope")], "no such folder"),
                         (["--model", str(tiny_model), "--port", port], "cannot listen"),
                         (["--model", str(tiny_model), "--max-pending", "0"], "must be >= 1")]:
-    result = subprocess.run([sys.executable, "-m", "s2s_jax.serve.cli", "--port", "0", *args],
-                            capture_output=True, text=True, timeout=TIMEOUT)
+    result = in_process.run(serve_cli.main, "--port", "0", *args)
     assert result.returncode == 2 and "s2s-serve: error:" in result.stderr, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 

@@ -40,12 +40,15 @@ def main(argv: list[str] | None = None) -> int:
   match_cli.add_match_arguments(parser)
   args = parser.parse_args(argv)
 
+  sock = None
   try:
     sock = _bind(args.host, args.port)  # before the slow model loading: fail fast if taken
     console.quiet(args.verbose)
     matcher = match_cli.create_matcher(args)
     _warm_up(matcher)
   except (ValueError, OSError) as e:  # workdir.ModelError is a ValueError
+    if sock is not None:  # closed here, not at exit: main may run again in this process
+      sock.close()
     print(f"s2s-serve: error: {e}", file=sys.stderr)
     return 2
   app = app_lib.create_app(matcher, max_upload_bytes=int(args.max_upload_mb * 2**20),
