@@ -24,10 +24,11 @@ def test_datasheet_peak_by_device_kind(kind, flops):
 def test_device_benchmark_on_cpu(tmp_path):
   out = tmp_path / "device.json"
   cli.main(["device", "--config", "configs/t6.py:tiny", "--batch", "2", "--repeats", "1",
-            "--budget", "1", "--json", str(out)])
+            "--budget", "1", "--matmul-size", "256", "--json", str(out)])
   result = json.loads(out.read_text())
   rows = {row["measure"]: row for row in result["rows"]}
   assert result["settings"]["backend"] == "cpu" and result["settings"]["dtype"] == "bfloat16"
+  assert rows["matmul peak"]["note"].startswith("256^3 ")
   step_s = rows["train step"]["value"]
   assert rows["samples/s"]["value"] == pytest.approx(2 / step_s)
   # MFU is achieved over the ceiling: here the measured product (no datasheet for a CPU).

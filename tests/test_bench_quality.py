@@ -9,6 +9,8 @@ import sys
 import pytest
 from PIL import Image
 
+from s2s_jax.bench import cli
+
 ROOT = pathlib.Path(__file__).parents[1]
 ROW_KEYS = {"method", "targets", "mfccd13_mean", "mfccd13_median", "mfccd13_std",
             "mfccd30_mean", "mfccd30_median", "renders_per_target",
@@ -68,16 +70,23 @@ def test_the_table_is_printed_and_the_chart_is_an_image(quality):
     assert image.size[0] > 100 and image.size[1] > 100
 
 
-def test_an_algorithm_the_model_does_not_predict_for_is_an_error(tmp_path, tiny_model):
-  result = _quality("--model", tiny_model, "--algorithm", 7, "--out", tmp_path)
-  assert result.returncode == 2
-  assert "s2s-bench quality: error: --algorithm 7" in result.stderr
-  assert "Traceback" not in result.stderr
+def _quality_error(capsys, *args) -> str:
+  """`s2s-bench quality ARGS` in this process, which must exit with status 2 (a usage error,
+  not an exception, which would print a traceback): what it wrote to stderr."""
+  with pytest.raises(SystemExit) as exited:
+    cli.main(["quality", *map(str, args)])
+  assert exited.value.code == 2
+  stderr = capsys.readouterr().err
+  assert "Traceback" not in stderr
+  return stderr
+
+
+def test_an_algorithm_the_model_does_not_predict_for_is_an_error(tmp_path, tiny_model, capsys):
+  stderr = _quality_error(capsys, "--model", tiny_model, "--algorithm", 7, "--out", tmp_path)
+  assert "s2s-bench quality: error: --algorithm 7" in stderr
   assert not (tmp_path / "quality.json").exists()
 
 
-def test_a_missing_model_is_an_error(tmp_path):
-  result = _quality("--model", tmp_path / "nothing", "--out", tmp_path)
-  assert result.returncode == 2
-  assert "s2s-bench quality: error: model" in result.stderr and "no such folder" in result.stderr
-  assert "Traceback" not in result.stderr
+def test_a_missing_model_is_an_error(tmp_path, capsys):
+  stderr = _quality_error(capsys, "--model", tmp_path / "nothing", "--out", tmp_path)
+  assert "s2s-bench quality: error: model" in stderr and "no such folder" in stderr

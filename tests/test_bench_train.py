@@ -78,8 +78,9 @@ def test_torch_logits_and_loss_agree_with_jax():
 def test_benchmark_without_torch_times_jax_alone(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(train_bench, "torch_available", lambda: False)
   out = tmp_path / "train.json"
+  # `s2s-bench speed --quick`'s options (tests/test_cli.py): the step compiles once a session.
   cli.main(["train", "--configs", "configs/t6.py:tiny", "--batch", "1", "--repeats", "1",
-            "--settings", "tuned", "--json", str(out)])
+            "--settings", "tuned", "--matmul-size", "512", "--json", str(out)])
   assert "PyTorch is not installed" in capsys.readouterr().out
   result = json.loads(out.read_text())
   (row,) = result["rows"]
@@ -90,6 +91,7 @@ def test_benchmark_without_torch_times_jax_alone(tmp_path, monkeypatch, capsys):
   assert row["gflop_per_sample"] > 1e-3
   assert row["achieved_gflop_s"] == pytest.approx(
       row["gflop_per_sample"] * row["samples_per_s"])
+  assert result["settings"]["matmul_size"] == 512
   peak = result["settings"]["peak_gflop_s"]["float32"]
   assert row["pct_peak_fp32"] == pytest.approx(100 * row["achieved_gflop_s"] / peak)
 
@@ -98,7 +100,7 @@ def test_benchmark_compares_jax_with_torch(tmp_path):
   pytest.importorskip("torch")
   out = tmp_path / "train.json"
   cli.main(["train", "--configs", "configs/t6.py:tiny", "--batch", "1", "--repeats", "1",
-            "--settings", "tuned", "--json", str(out)])
+            "--settings", "tuned", "--matmul-size", "512", "--json", str(out)])
   rows = {row["framework"]: row for row in json.loads(out.read_text())["rows"]}
   assert set(rows) == {"jax", "torch"}
   assert rows["jax"]["params"] == rows["torch"]["params"]

@@ -94,18 +94,32 @@ def test_main_job_rejects_bad_settings_without_a_traceback(tmp_path, override, m
   assert not (tmp_path / "checkpoints").exists()
 
 
-def test_render_benchmark_prints_a_table_and_writes_json(tmp_path):
-  out = _run("s2s-bench", "render", "--voices=4", "--repeats=1", f"--json={tmp_path}/r.json")
-  assert "voices_per_s" in out.stdout
-  rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+@pytest.fixture(scope="module")
+def speed_run(tmp_path_factory):
+  """`s2s-bench speed --quick`, run once: (its stdout, its --out folder). It runs the render,
+  features, build, train and match benchmarks as their subcommands do (`speed.OPTIONS`), so
+  the tests of those benchmarks read this run's tables and JSON."""
+  out = tmp_path_factory.mktemp("speed")
+  return _run("s2s-bench", "speed", "--quick", f"--out={out}").stdout, out
+
+
+def _table(stdout, name):
+  """The table `s2s-bench NAME` printed in `stdout`, up to its "wrote" line."""
+  assert f"s2s-bench {name}\n" in stdout, stdout[-2000:]
+  return stdout.split(f"s2s-bench {name}\n", 1)[1].split("\nwrote ", 1)[0]
+
+
+def test_render_benchmark_prints_a_table_and_writes_json(speed_run):
+  stdout, out = speed_run  # `s2s-bench render --voices=8 --repeats=1`
+  assert "voices_per_s" in _table(stdout, "render")
+  rows = json.loads((out / "render.json").read_text())["rows"]
   assert rows[0]["speedup"] == 1.0 and all(r["voices_per_s"] > 0 for r in rows)
 
 
-def test_build_benchmark_compares_builds_with_rendering(tmp_path):
-  out = _run("s2s-bench", "build", "--voices=32", "--modes=off", "--repeats=1",
-             f"--json={tmp_path}/b.json")
-  assert "build, weights off" in out.stdout
-  rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+def test_build_benchmark_compares_builds_with_rendering(speed_run):
+  stdout, out = speed_run  # `s2s-bench build --voices=32 --modes=off --repeats=1`
+  assert "build, weights off" in _table(stdout, "build")
+  rows = json.loads((out / "build.json").read_text())["rows"]
   assert [r["examples"] for r in rows] == [32, 32] and rows[1]["vs_render_only"] > 0
 
 
@@ -122,11 +136,12 @@ def test_build_benchmark_on_a_preset_folder_prices_the_weights(tmp_path):
   assert rows[2]["vs_render_only"] < rows[1]["vs_render_only"]
 
 
-def test_match_benchmark_times_two_models(tmp_path):
-  out = _run("s2s-bench", "match", "--config=configs/t6.py:tiny", "--models", "2",
-             "--repeats=1", "--top-k=1", "--cold-repeats=0", f"--json={tmp_path}/m.json")
-  assert "networks, stacked under vmap (alternative)" in out.stdout
-  rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+def test_match_benchmark_times_two_models(speed_run):
+  # `s2s-bench match --config=configs/t6.py:tiny --models 2 --repeats=1 --top-k=1
+  # --cold-repeats=0`
+  stdout, out = speed_run
+  assert "networks, stacked under vmap (alternative)" in _table(stdout, "match")
+  rows = json.loads((out / "match.json").read_text())["rows"]
   assert {r["models"] for r in rows} == {2} and len(rows) == 8
   assert all(r["seconds"] > 0 for r in rows)
 
@@ -146,9 +161,9 @@ def test_match_benchmark_times_a_new_process_to_its_first_result(tmp_path):
   assert any((tmp_path / "home" / ".cache" / "s2s_jax" / "jax").iterdir())
 
 
-def test_speed_benchmark_runs_every_benchmark_side_by_side(tmp_path):
-  out = _run("s2s-bench", "speed", "--quick", f"--out={tmp_path}")
-  assert "s2s-bench speed" in out.stdout
+def test_speed_benchmark_runs_every_benchmark_side_by_side(speed_run):
+  stdout, tmp_path = speed_run
+  assert "s2s-bench speed" in stdout
   payload = json.loads((tmp_path / "speed.json").read_text())
   rows = payload["rows"]
   assert {r["benchmark"] for r in rows} == {"render", "features", "build", "train", "match"}

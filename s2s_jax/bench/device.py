@@ -1,10 +1,10 @@
 """Accelerator readiness: the full T6 network's training speed, MFU, memory and batch limit.
 
-  s2s-bench device [--config configs/t6.py] [--dtype bfloat16] [--budget 480]
+  s2s-bench device [--config configs/t6.py] [--dtype bfloat16] [--budget 480] [--matmul-size N]
 
 On whatever JAX runs on (GPU, TPU or CPU), in one command of at most `--budget` seconds:
 - the device's peak: a datasheet figure for known accelerators (dense bf16, per chip) and a
-  measured large matrix product, the ceiling MFU is quoted against;
+  measured large matrix product (`--matmul-size`), the ceiling MFU is quoted against;
 - the training step of the config's network on synthetic batches (the figures do not depend
   on the values): step time (median), samples/s, FLOPs per step from XLA's cost analysis,
   achieved FLOP/s and MFU, peak device memory;
@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--budget", type=float, default=480.0,
                       help="seconds the whole command may take; the batch search stops "
                       "early to keep within it (default: 480)")
+  parser.add_argument("--matmul-size", type=int, default=None,
+                      help="side of the square matrix product timed for the measured peak "
+                      "(default: 8192 on an accelerator, 2048 on a CPU; a smaller one is "
+                      "quicker and may read a lower peak)")
 
 
 def datasheet_peak(device_kind: str) -> float | None:
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
   batch = args.batch or (4 if on_cpu else config.per_step_batch_size)
   repeats = args.repeats or (2 if on_cpu else 5)
 
-  size = 2048 if on_cpu else 8192
+  size = args.matmul_size or (2048 if on_cpu else 8192)
   # A CPU may emulate bfloat16: its ceiling is the faster of the two products.
   measured, matmul_dtype = max((train_bench.matmul_flops_per_s(size, dtype), dtype)
                                for dtype in {args.dtype, "float32" if on_cpu else args.dtype})

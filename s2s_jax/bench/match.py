@@ -74,14 +74,16 @@ def save_models(spec: str, count: int, folder: pathlib.Path) -> list[pathlib.Pat
   network = sound2synth.create_model(config, workdir_lib.parameter_space(config))
   banks = FeatureBanks.create()
   audio = np.zeros((1, banks.spec.num_samples), np.float32)
-  init = jax.jit(functools.partial(network.init, train=False))
+  # One program: the featuriser's operations one by one would each compile on their own.
+  init = jax.jit(lambda key, banks, audio: network.init(key, model_inputs(banks, audio),
+                                                        train=False))
   workdirs = []
   for algorithm in range(1, count + 1):
     workdir = folder / f"alg{algorithm:02d}"
     workdir.mkdir(parents=True)
     config.dataset_config = f"alg{algorithm:02d}"
     workdir_lib.write_config(workdir, config, ClipSpec())
-    variables = init(jax.random.key(algorithm), model_inputs(banks, audio))
+    variables = init(jax.random.key(algorithm), banks, audio)
     checkpoints = checkpointing.Checkpoints(workdir)
     checkpoints.save_best(1, dict(variables), {"source": "s2s-bench match"})
     checkpoints.wait()

@@ -3,7 +3,9 @@
 Each runs as its own subcommand would (printing its table, writing `OUT/<name>.json`); then one
 summary table puts their headline figures side by side, each with the ratio against the
 baseline of its own table (one thread; librosa; rendering alone; PyTorch; the network).
-`--quick` shrinks every benchmark to a smoke test. `OUT/speed.json` holds all rows.
+`--quick` shrinks every benchmark to a smoke test (`OPTIONS`: the tiny network, one repeat,
+few voices, a 512^3 product for the training benchmark's peak, two models to match).
+`OUT/speed.json` holds all rows.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ OPTIONS = {
     "build": (["--voices=64", "--modes=off,sampled"], ["--voices=32", "--modes=off",
                                                         "--repeats=1"]),
     "train": (["--configs", "configs/t6.py:cpu"], ["--configs", "configs/t6.py:tiny",
-                                                    "--repeats=1", "--settings", "tuned"]),
-    "match": (["--models", "1", "32"], ["--config=configs/t6.py:tiny", "--models", "1",
+                                                    "--batch=1", "--repeats=1", "--settings",
+                                                    "tuned", "--matmul-size=512"]),
+    # Two models: the networks one after the other and stacked under vmap differ.
+    "match": (["--models", "1", "32"], ["--config=configs/t6.py:tiny", "--models", "2",
                                         "--repeats=1", "--top-k=1", "--cold-repeats=0"]),
 }
 

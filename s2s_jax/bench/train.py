@@ -1,6 +1,7 @@
 """Training speed: the JAX step against the same network in PyTorch, and against the CPU's peak.
 
   s2s-bench train [--configs configs/t6.py:cpu configs/t6.py:reference] [--batch N]
+                  [--matmul-size 2048]
 
 For each config, on the same synthetic batch shapes (the config's per-step batch), in one run:
 - jax: the jitted training step (forward, loss, backward, AdamW) from features, compile
@@ -9,8 +10,8 @@ For each config, on the same synthetic batch shapes (the config's per-step batch
 - torch: the same network in PyTorch (`bench/torch_model.py`, the `bench` extra; skipped with a
   note when torch is absent), with glibc's default allocator and for-loop AdamW (`default`),
   and with `TUNED_ALLOCATOR` and fused AdamW (`tuned`);
-- peak: a 2048^3 matrix product, float32 in each framework and bfloat16 in JAX; the faster of the
-  two frameworks is this machine's measured peak.
+- peak: a 2048^3 matrix product (`--matmul-size`), float32 in each framework and bfloat16 in
+  JAX; the faster of the two frameworks is this machine's measured peak.
 The featuriser is left out on both sides (`s2s-bench features` times it). Each measurement runs
 in its own process, since allocators read their settings at start-up. FLOPs per sample come
 from XLA's cost analysis of the JAX step; both frameworks do that arithmetic, so achieved
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--dtype", default=None, help="override config.model.dtype (JAX)")
   parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                       help="environments to time each framework in")
+  parser.add_argument("--matmul-size", type=int, default=MATMUL_SIZE,
+                      help="side of the square matrix product timed for the peak (default: "
+                      f"{MATMUL_SIZE}; a smaller one is quicker and may read a lower peak)")
 
 
 @dataclasses.dataclass
@@ -180,8 +184,8 @@ def _timed(run_step, repeats: int) -> dict[str, float]:
   return {"step_s": step_s, "cpu_s": (time.process_time() - cpu) / (repeats + 1)}
 
 
-def measure_peak(framework: str) -> dict[str, float]:
-  """FLOP/s of a `MATMUL_SIZE`^3 product per dtype in one framework.
+def measure_peak(framework: str, size: int = MATMUL_SIZE) -> dict[str, float]:
+  """FLOP/s of a `size`^3 product per dtype in one framework.
 
   bfloat16 in JAX only: PyTorch's CPU bfloat16 product without AVX-512 BF16 or AMX ran one
   2048^3 product for minutes here.
@@ -189,11 +193,11 @@ def measure_peak(framework: str) -> dict[str, float]:
   flops = {}
   for dtype in ("float32", "bfloat16") if framework == "jax" else ("float32",):
     if framework == "jax":
-      flops[dtype] = matmul_flops_per_s(MATMUL_SIZE, dtype)
+      flops[dtype] = matmul_flops_per_s(size, dtype)
     else:
       import torch  # pylint: disable=g-import-not-at-top
-      a, b = (torch.randn((MATMUL_SIZE,) * 2, dtype=getattr(torch, dtype)) for _ in range(2))
-      flops[dtype] = 2 * MATMUL_SIZE ** 3 / report.median_seconds(lambda: torch.matmul(a, b), 5)
+      a, b = (torch.randn((size,) * 2, dtype=getattr(torch, dtype)) for _ in range(2))
+      flops[dtype] = 2 * size ** 3 / report.median_seconds(lambda: torch.matmul(a, b), 5)
   return flops
 
 
@@ -210,7 +214,7 @@ def worker(job: str) -> None:
   """Runs one measurement (a JSON job) and prints its result as JSON on the last line."""
   job = json.loads(job)
   if job["kind"] == "peak":
-    result = measure_peak(job["framework"])
+    result = measure_peak(job["framework"], job.get("size", MATMUL_SIZE))
   elif job["framework"] == "jax":
     result = measure_jax(job["config"], job["batch"], job["repeats"], job["dtype"])
   else:
@@ -252,7 +256,8 @@ def run(args: argparse.Namespace) -> None:
   if "torch" not in frameworks:
     print("s2s-bench train: PyTorch is not installed (pip install -e \".[bench]\"): "
           "JAX only")
-  peaks = [run_job({"kind": "peak", "framework": f}) for f in frameworks]
+  peaks = [run_job({"kind": "peak", "framework": f, "size": args.matmul_size})
+           for f in frameworks]
   peak = {dtype: max(p.get(dtype, 0.0) for p in peaks) for dtype in ("float32", "bfloat16")}
   rows = []
   for spec in args.configs:
@@ -281,7 +286,7 @@ def run(args: argparse.Namespace) -> None:
   report.publish("train", rows, args.json, {
       "backend": jax.default_backend(), "devices": jax.device_count(),
       "device_kind": jax.devices()[0].device_kind, "repeats": args.repeats,
-      "peak_gflop_s": {dtype: value / 1e9 for dtype, value in peak.items()},
+      "matmul_size": args.matmul_size, "peak_gflop_s": {dtype: value / 1e9 for dtype, value in peak.items()},
       "peaks_by_framework": {f: {d: v / 1e9 for d, v in p.items()}
                              for f, p in zip(frameworks, peaks)},
       "tuned_env": TUNED_ALLOCATOR, "tuned_xla_flags": TUNED_XLA_FLAGS,
