@@ -18,6 +18,7 @@ import pytest
 import main_job
 from s2s_jax.audio.features import FeatureBanks
 from s2s_jax.audio.spec import FeatureSpec
+from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.models import sound2synth
 from s2s_jax.synth.space import ParameterSpace
 from s2s_jax.train import input_pipeline
@@ -75,3 +76,13 @@ def test_a_run_stops_after_five_non_finite_steps_and_says_what_to_try(
   for name in ("params", "batch_stats"):
     jax.tree.map(np.testing.assert_array_equal, saved[name],
                  jax.device_get(getattr(initial, name)))
+
+
+def test_a_network_without_batch_norm_trains_swa_included_and_loads(tiny_data_dir, tmp_path):
+  config = main_job.tiny_config(tiny_data_dir)
+  config.model.branches = ("statistics",)  # the one branch with no batch norm
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["step"] == STEPS and results["nonfinite_steps"] == 0
+  assert main_job.kinds(main_job.records(tmp_path))[-2:] == [(STEPS, "swa"), (STEPS, "test")]
+  model = workdir_lib.load_model(tmp_path)
+  assert set(model.variables) == {"params"}

@@ -87,9 +87,16 @@ def create_state(model: nn.Module, optimizer, banks: FeatureBanks, seed: int,
   variables = model.init(jax.random.key(seed), model_inputs(banks, audio), train=False)
   params = variables["params"]
   return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer,
-                           batch_stats=variables["batch_stats"],
+                           batch_stats=variables.get("batch_stats", {}),
                            rng=jax.random.PRNGKey(seed), swa_params=params,
                            swa_count=jnp.zeros((), jnp.int32))
+
+
+def network_variables(params, batch_stats) -> dict:
+  """The variables `model.apply` takes, as `model.init` gives them: no "batch_stats"
+  collection for a network without batch norm (so its checkpoints load as inference builds
+  them)."""
+  return {"params": params} | ({"batch_stats": batch_stats} if batch_stats else {})
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], banks: FeatureBanks, *,
@@ -113,7 +120,7 @@ def inputs_step(state: TrainState, inputs: dict[str, jax.Array], batch: dict[str
     loss, metrics = losses.loss_and_metrics(
         logits, batch["labels"], batch["weights"], layout, sigma=config.label_smoothing,
         use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive)
-    return loss, (metrics, updates["batch_stats"])
+    return loss, (metrics, updates.get("batch_stats", {}))
 
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
@@ -157,7 +164,7 @@ def batch_statistics(model: nn.Module, params, batch_stats, batch, banks: Featur
   _, updates = model.apply({"params": params, "batch_stats": zeros},
                            model_inputs(banks, batch["audio"]), train=True,
                            mutable=["batch_stats"])
-  return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates["batch_stats"])
+  return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates.get("batch_stats", {}))
 
 
 def workdir_path(workdir: str) -> epath.Path:
@@ -269,7 +276,7 @@ class Evaluator:
 
   def test(self, state: TrainState, step: int, loop: LoopState) -> dict[str, Any]:
     """Scores the best variables on the test split beside the baselines; writes results.json."""
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = network_variables(state.params, state.batch_stats)
     best = self.checkpoints.restore_best(variables)
     if best is not None:
       variables, best_metrics = best
@@ -392,8 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           state = p_swa_update(state)
         loop.epochs_done = epoch
         if epoch % config.eval_every_epochs == 0 or out_of_time or step == total_steps:
-          evaluator.validate({"params": state.params, "batch_stats": state.batch_stats}, step,
-                             loop)
+          evaluator.validate(network_variables(state.params, state.batch_stats), step, loop)
       if step % config.checkpoint_every_steps == 0 or out_of_time:
         checkpoints.save_latest(step, state, batches, dataclasses.asdict(loop))
       if out_of_time:
@@ -407,8 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       swa_stats = _recomputed_batch_stats(model, state, config, dataset, space, mesh, banks,
                                           num_batches)
       logging.info("SWA over %d epochs", int(state.swa_count))
-      evaluator.validate({"params": state.swa_params, "batch_stats": swa_stats}, step, loop,
-                         label="swa")
+      evaluator.validate(network_variables(state.swa_params, swa_stats), step, loop, label="swa")
     checkpoints.wait()
     return evaluator.test(state, step, loop)
   finally:
