@@ -270,3 +270,48 @@ def test_jitted_forward_on_a_batch_of_the_tiny_dataset(tiny_dataset, tiny_variab
   moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                        state["batch_stats"], variables["batch_stats"])
   assert all(change > 0 for change in jax.tree.leaves(moved))  # batch statistics were updated
+
+
+class _FlaxBidirectionalLstm(nn.Module):
+  """The library's way: `OptimizedLSTMCell` under `nn.RNN`, each direction and layer its own
+  scan, as `MfccLstm` was written before its one-scan version."""
+  hidden: int
+  num_layers: int
+  output_width: int
+  dtype: object = None
+
+  @nn.compact
+  def __call__(self, mfcc, train):
+    x, finals = mfcc, []
+    for _ in range(self.num_layers):
+      outputs = []
+      for reverse in (False, True):
+        cell = nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype)
+        (_, h), y = nn.RNN(cell, return_carry=True, reverse=reverse, keep_order=True)(x)
+        finals.append(h)
+        outputs.append(y)
+      x = jnp.concatenate(outputs, axis=-1)
+    return nn.leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(
+        jnp.concatenate(finals, axis=-1)), 0.01)
+
+
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+def test_the_one_scan_lstm_is_flax_lstm_cells_under_nn_rnn(dtype):
+  """Same parameter names (trained weights load), same initial values, same outputs and
+  gradients as flax's cells, each direction scanned on its own."""
+  mfcc = jax.random.normal(jax.random.key(0), (3, 20, 13))
+  ours = backbones.MfccLstm(hidden=8, num_layers=2, output_width=4, dtype=dtype)
+  flax_way = _FlaxBidirectionalLstm(hidden=8, num_layers=2, output_width=4, dtype=dtype)
+  variables = flax_way.init(jax.random.key(1), mfcc, False)
+  mine = ours.init(jax.random.key(1), mfcc, False)
+  assert jax.tree.structure(mine) == jax.tree.structure(variables)
+  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+  got, want = ours.apply(variables, mfcc, False), flax_way.apply(variables, mfcc, False)
+  assert got.dtype == want.dtype == (dtype or jnp.float32)
+  np.testing.assert_allclose(np.float32(got), np.float32(want), rtol=1e-6, atol=1e-6)
+  grads = [jax.grad(lambda v, m=m: jnp.sum(m.apply(v, mfcc, False).astype(jnp.float32)))(
+      variables) for m in (ours, flax_way)]
+  tolerance = 1e-5 if dtype is None else 2e-2  # bfloat16 keeps 8 bits
+  for a, b in zip(*map(jax.tree.leaves, grads)):
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)

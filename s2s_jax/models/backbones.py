@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+from flax.linen.recurrent import DenseParams
 import jax
 import jax.numpy as jnp
 
@@ -92,6 +93,66 @@ class PdcNetwork(nn.Module):
     return leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(x))
 
 
+class LstmWeights(nn.Module):
+  """One LSTM direction's weights, named as flax's `OptimizedLSTMCell` names them (so weights
+  trained with that cell load): input kernels `i{i,f,g,o}` `[features, hidden]`, recurrent
+  kernels and biases `h{i,f,g,o}` `[hidden, hidden]`, `[hidden]`, with its initialisers.
+
+  Returns them concatenated in gate order (i, f, g, o): `[features, 4h]`, `[hidden, 4h]`, `[4h]`.
+  """
+  hidden: int
+
+  @nn.compact
+  def __call__(self, features: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    probe = jnp.zeros((0, features))
+    inputs, recurrent, biases = [], [], []
+    for gate in "ifgo":
+      kernel, _ = DenseParams(self.hidden, use_bias=False, name=f"i{gate}")(probe)
+      inputs.append(kernel)
+      kernel, bias = DenseParams(self.hidden, kernel_init=nn.initializers.orthogonal(),
+                                 name=f"h{gate}")(jnp.zeros((0, self.hidden)))
+      recurrent.append(kernel)
+      biases.append(bias)
+    return (jnp.concatenate(inputs, axis=-1), jnp.concatenate(recurrent, axis=-1),
+            jnp.concatenate(biases))
+
+
+def bidirectional_lstm(x: jax.Array, forward: tuple, backward: tuple, dtype: Any
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Both directions of one LSTM layer in one scan: x `[batch, time, features]`, each
+  direction's `LstmWeights`. The input projection of every step is one product before the
+  loop, so a step only multiplies the hidden states.
+
+  The arithmetic of flax's `OptimizedLSTMCell` under `nn.RNN` (gates from (h W_h + b) + x W_i,
+  float32 carries): returns the outputs `[batch, time, 2 * hidden]` (forward, backward, in
+  time order) and each direction's final hidden state `[batch, hidden]`.
+  """
+  def promote(*arrays):
+    kind = dtype or jnp.result_type(*arrays)
+    return [a.astype(kind) for a in arrays]
+
+  (w_in, w_h, bias), (v_in, v_h, v_bias) = forward, backward
+  x, w_in, v_in = promote(x, w_in, v_in)
+  projected = jnp.stack([x @ w_in, jnp.flip(x @ v_in, axis=1)])  # [2, batch, time, 4h]
+  recurrent, biases = jnp.stack([w_h, v_h]), jnp.stack([bias, v_bias])[:, None]
+
+  def step(carry, projected_t):  # projected_t [2, batch, 4h]
+    c, h = carry
+    h_, recurrent_, biases_ = promote(h, recurrent, biases)
+    i, f, g, o = jnp.split(jnp.einsum("dbh,dhg->dbg", h_, recurrent_) + biases_ + projected_t,
+                           4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (c, h), h
+
+  hidden = w_h.shape[0]
+  zeros = jnp.zeros((2, x.shape[0], hidden), jnp.float32)
+  (_, final), outputs = jax.lax.scan(step, (zeros, zeros), jnp.moveaxis(projected, 2, 0))
+  outputs = jnp.moveaxis(outputs, 0, 2)  # [2, batch, time, hidden]
+  outputs = jnp.concatenate([outputs[0], jnp.flip(outputs[1], axis=1)], axis=-1)
+  return outputs, final[0], final[1]
+
+
 class MfccLstm(nn.Module):
   """Bidirectional LSTM on the MFCCs `[batch, time, n_mfcc]`.
 
@@ -107,14 +168,11 @@ class MfccLstm(nn.Module):
   def __call__(self, mfcc: jax.Array, train: bool) -> jax.Array:
     del train  # no batch norm or dropout here
     x, finals = mfcc, []
-    for _ in range(self.num_layers):
-      outputs = []
-      for reverse in (False, True):
-        cell = nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype)
-        (_, h), y = nn.RNN(cell, return_carry=True, reverse=reverse, keep_order=True)(x)
-        finals.append(h)
-        outputs.append(y)
-      x = jnp.concatenate(outputs, axis=-1)
+    for layer in range(self.num_layers):
+      forward, backward = (LstmWeights(self.hidden, name=f"OptimizedLSTMCell_{2 * layer + d}")(
+          x.shape[-1]) for d in range(2))
+      x, *last = bidirectional_lstm(x, forward, backward, self.dtype)
+      finals += last
     return leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(
         jnp.concatenate(finals, axis=-1)))
 
