@@ -286,7 +286,8 @@ def run(args: argparse.Namespace) -> None:
   report.publish("train", rows, args.json, {
       "backend": jax.default_backend(), "devices": jax.device_count(),
       "device_kind": jax.devices()[0].device_kind, "repeats": args.repeats,
-      "matmul_size": args.matmul_size, "peak_gflop_s": {dtype: value / 1e9 for dtype, value in peak.items()},
+      "matmul_size": args.matmul_size,
+      "peak_gflop_s": {dtype: value / 1e9 for dtype, value in peak.items()},
       "peaks_by_framework": {f: {d: v / 1e9 for d, v in p.items()}
                              for f, p in zip(frameworks, peaks)},
       "tuned_env": TUNED_ALLOCATOR, "tuned_xla_flags": TUNED_XLA_FLAGS,

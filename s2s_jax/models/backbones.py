@@ -104,10 +104,10 @@ class LstmWeights(nn.Module):
 
   @nn.compact
   def __call__(self, features: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    probe = jnp.zeros((0, features))
     inputs, recurrent, biases = [], [], []
-    for gate in "ifgo":
-      kernel, _ = DenseParams(self.hidden, use_bias=False, name=f"i{gate}")(probe)
+    for gate in "ifgo":  # DenseParams reads only its input's last dimension
+      kernel, _ = DenseParams(self.hidden, use_bias=False, name=f"i{gate}")(
+          jnp.zeros((0, features)))
       inputs.append(kernel)
       kernel, bias = DenseParams(self.hidden, kernel_init=nn.initializers.orthogonal(),
                                  name=f"h{gate}")(jnp.zeros((0, self.hidden)))
