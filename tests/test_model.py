@@ -18,7 +18,8 @@ from s2s_jax.models import backbones
 from s2s_jax.models import head as H
 from s2s_jax.models import sound2synth
 from s2s_jax.models import synthetic
-from s2s_jax.models.layers import GroupedDense, adaptive_max_pool, max_pool, region_max
+from s2s_jax.models.layers import (GroupedDense, adaptive_max_pool, leaky_relu, max_pool,
+                                   region_max)
 from s2s_jax.synth.space import ParameterSpace
 
 SPACE = ParameterSpace()
@@ -291,8 +292,8 @@ class _FlaxBidirectionalLstm(nn.Module):
         finals.append(h)
         outputs.append(y)
       x = jnp.concatenate(outputs, axis=-1)
-    return nn.leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(
-        jnp.concatenate(finals, axis=-1)), 0.01)
+    return leaky_relu(nn.Dense(self.output_width, dtype=self.dtype)(
+        jnp.concatenate(finals, axis=-1)))
 
 
 @pytest.mark.parametrize("dtype", [None, jnp.bfloat16])

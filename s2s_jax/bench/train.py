@@ -184,7 +184,7 @@ def _timed(run_step, repeats: int) -> dict[str, float]:
   return {"step_s": step_s, "cpu_s": (time.process_time() - cpu) / (repeats + 1)}
 
 
-def measure_peak(framework: str, size: int = MATMUL_SIZE) -> dict[str, float]:
+def measure_peak(framework: str, size: int) -> dict[str, float]:
   """FLOP/s of a `size`^3 product per dtype in one framework.
 
   bfloat16 in JAX only: PyTorch's CPU bfloat16 product without AVX-512 BF16 or AMX ran one
@@ -214,7 +214,7 @@ def worker(job: str) -> None:
   """Runs one measurement (a JSON job) and prints its result as JSON on the last line."""
   job = json.loads(job)
   if job["kind"] == "peak":
-    result = measure_peak(job["framework"], job.get("size", MATMUL_SIZE))
+    result = measure_peak(job["framework"], job["size"])
   elif job["framework"] == "jax":
     result = measure_jax(job["config"], job["batch"], job["repeats"], job["dtype"])
   else:

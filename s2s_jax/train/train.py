@@ -115,8 +115,8 @@ def inputs_step(state: TrainState, inputs: dict[str, jax.Array], batch: dict[str
   labels and weights `[batch, P]` from `batch`."""
 
   def loss_fn(params):
-    logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                     inputs, train=True, mutable=["batch_stats"])
+    logits, updates = state.apply_fn(network_variables(params, state.batch_stats), inputs,
+                                     train=True, mutable=["batch_stats"])
     loss, metrics = losses.loss_and_metrics(
         logits, batch["labels"], batch["weights"], layout, sigma=config.label_smoothing,
         use_weights=config.use_gradient_weights, mask_inactive=config.mask_inactive)
@@ -161,7 +161,7 @@ def batch_statistics(model: nn.Module, params, batch_stats, batch, banks: Featur
   A training-mode pass from zero running statistics leaves (1 - momentum) * batch statistic.
   """
   zeros = jax.tree.map(jnp.zeros_like, batch_stats)
-  _, updates = model.apply({"params": params, "batch_stats": zeros},
+  _, updates = model.apply(network_variables(params, zeros),
                            model_inputs(banks, batch["audio"]), train=True,
                            mutable=["batch_stats"])
   return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), updates.get("batch_stats", {}))
