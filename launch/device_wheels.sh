@@ -14,7 +14,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   "dexed-py<0.4" "grain<0.3" array-record "librosa>=0.10.2,<0.12" audioread soundfile soxr pooch decorator \
   ml-collections portpicker tensorboardX "tensorflow-datasets>=4.9.7,<4.10" \
   tensorflow-metadata toml immutabledict dm-tree googleapis-common-protos simple-parsing \
-  docstring-parser zstandard lazy-loader
+  docstring-parser zstandard lazy-loader cffi pycparser platformdirs termcolor
 # promise (a tensorflow-datasets dependency) ships only as source: pure Python, built here.
 python3 -m pip wheel -q --no-deps --wheel-dir "$out" promise
 du -sh "$out"

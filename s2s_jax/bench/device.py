@@ -6,8 +6,8 @@ On whatever JAX runs on (GPU, TPU or CPU), in one command of at most `--budget` 
 - the device's peak: a datasheet figure for known accelerators (dense bf16, per chip) and a
   measured large matrix product (`--matmul-size`), the ceiling MFU is quoted against;
 - the training step of the config's network on synthetic batches (the figures do not depend
-  on the values): step time (median), samples/s, FLOPs per step from XLA's cost analysis,
-  achieved FLOP/s and MFU, peak device memory;
+  on the values): step time (median), samples/s, model FLOPs per step (its dot products and
+  convolutions), achieved FLOP/s and MFU, peak device memory;
 - the largest per-step batch that fits, found by doubling while the budget lasts (each size
   compiled, its memory checked against the device's limit, then run once);
 - the featuriser's clips/s on the device, and on the host the online renderer's samples/s on
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "early to keep within it (default: 480)")
   parser.add_argument("--matmul-size", type=int, default=None,
                       help="side of the square matrix product timed for the measured peak "
-                      "(default: 8192 on an accelerator, 2048 on a CPU; a smaller one is "
+                      "(default: 16384 on an accelerator, 2048 on a CPU; a smaller one is "
                       "quicker and may read a lower peak)")
 
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
   batch = args.batch or (4 if on_cpu else config.per_step_batch_size)
   repeats = args.repeats or (2 if on_cpu else 5)
 
-  size = args.matmul_size or (2048 if on_cpu else 8192)
+  size = args.matmul_size or (2048 if on_cpu else 16384)
   # A CPU may emulate bfloat16: its ceiling is the faster of the two products.
   measured, matmul_dtype = max((train_bench.matmul_flops_per_s(size, dtype), dtype)
                                for dtype in {args.dtype, "float32" if on_cpu else args.dtype})
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
 
   step = train_bench.compile_step(config, batch)
   step_s = report.median_seconds(step.run, repeats)
-  flops = step.flops()
+  flops = step.flops
   features, banks, audio = jax.jit(featurise), step.banks, step.batch["audio"]
   featurise_s = report.median_seconds(
       lambda: jax.block_until_ready(features(banks, audio)), repeats)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
        "note": f"batch {batch} on {devices} device(s), median of {repeats}"},
       {"measure": "samples/s", "value": samples_per_s, "unit": "1/s", "note": args.config},
       {"measure": "FLOPs per sample", "value": flops * devices / batch / 1e9, "unit": "GFLOP",
-       "note": "XLA cost analysis"},
+       "note": "dot products and convolutions"},
       {"measure": "achieved", "value": flops / step_s / 1e12, "unit": "TFLOP/s",
        "note": "per device"},
       {"measure": "MFU", "value": 100 * flops / step_s / peak, "unit": "%",

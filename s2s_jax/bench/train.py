@@ -13,9 +13,9 @@ For each config, on the same synthetic batch shapes (the config's per-step batch
 - peak: a 2048^3 matrix product (`--matmul-size`), float32 in each framework and bfloat16 in
   JAX; the faster of the two frameworks is this machine's measured peak.
 The featuriser is left out on both sides (`s2s-bench features` times it). Each measurement runs
-in its own process, since allocators read their settings at start-up. FLOPs per sample come
-from XLA's cost analysis of the JAX step; both frameworks do that arithmetic, so achieved
-GFLOP/s = FLOPs / step time for either. Step times are medians of `--repeats` after a warm-up.
+in its own process, since allocators read their settings at start-up. FLOPs per sample are
+the dot products and convolutions of the JAX step (`model_flops`); both frameworks do them, so
+achieved GFLOP/s = FLOPs / step time for either. Step times are medians of `--repeats` after a warm-up.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -84,6 +87,7 @@ class CompiledStep:
     arguments: what the step reads besides the state: (batch, banks), or (features, batch)
       for a step from features.
     compile_s: seconds to lower and compile.
+    flops: the model's FLOPs of one step on one device (`model_flops`).
   """
   config: ml_collections.ConfigDict
   compiled: jax.stages.Compiled
@@ -92,6 +96,7 @@ class CompiledStep:
   banks: FeatureBanks
   arguments: tuple
   compile_s: float
+  flops: float
 
   @property
   def batch_size(self) -> int:
@@ -101,13 +106,6 @@ class CompiledStep:
     """One training step, waited for."""
     self.state, metrics = self.compiled(self.state, *self.arguments)
     jax.block_until_ready(metrics)
-
-  def flops(self) -> float:
-    """FLOPs of one step on one device, by XLA's cost analysis (0 if unavailable)."""
-    analysis = self.compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-      analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get("flops", 0.0))
 
 
 def compile_step(config: ml_collections.ConfigDict, batch_size: int,
@@ -135,8 +133,39 @@ def compile_step(config: ml_collections.ConfigDict, batch_size: int,
   step = jax.jit(functools.partial(step, layout=layout, config=config), donate_argnums=0)
   start = time.perf_counter()
   compiled = step.lower(state, *arguments).compile()
-  return CompiledStep(config, compiled, state, batch, banks, arguments,
-                      time.perf_counter() - start)
+  compile_s = time.perf_counter() - start
+  return CompiledStep(config, compiled, state, batch, banks, arguments, compile_s,
+                      model_flops(step, state, *arguments))
+
+
+def model_flops(step: Callable, *arguments) -> float:
+  """The model FLOPs of `step(*arguments)` per device: its dot products and convolutions,
+  2 per multiply-add, counted from its jaxpr. XLA's cost analysis varies by backend (a GPU's
+  compiled program counts cuDNN's convolutions as nothing, its lowered one is not analysed)."""
+  return matmul_flops(jax.make_jaxpr(step)(*arguments).jaxpr) / jax.device_count()
+
+
+def matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
+  """FLOPs of the dot products and convolutions in `jaxpr` and the jaxprs inside it: a scan
+  counts each of its steps, a cond its costliest branch, a while loop's body once."""
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    name, params = eqn.primitive.name, eqn.params
+    outputs = math.prod(eqn.outvars[0].aval.shape) if eqn.outvars else 0
+    if name == "dot_general":
+      (contracting, _), _ = params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      total += 2 * outputs * math.prod(lhs[d] for d in contracting)
+    elif name == "conv_general_dilated":
+      kernel = eqn.invars[1].aval.shape  # one output feature reads all but its out dimension
+      total += 2 * outputs * math.prod(kernel) // kernel[params["dimension_numbers"].rhs_spec[0]]
+    else:
+      inner = [matmul_flops(j) for j in jax.extend.core.jaxprs_in_params(params)]
+      if name == "cond":
+        total += max(inner, default=0.0)
+      else:
+        total += sum(inner) * params.get("length", 1) if name == "scan" else sum(inner)
+  return total
 
 
 def bench_config(spec: str, dtype: str | None) -> ml_collections.ConfigDict:
@@ -152,7 +181,7 @@ def measure_jax(spec: str, batch: int, repeats: int, dtype: str | None) -> dict[
   step = compile_step(bench_config(spec, dtype), batch, from_features=True)
   return {"dtype": step.config.model.dtype,
           "params": sound2synth.count_parameters(step.state.params),
-          "compile_s": step.compile_s, **_timed(step.run, repeats), "flops": step.flops()}
+          "compile_s": step.compile_s, **_timed(step.run, repeats), "flops": step.flops}
 
 
 def measure_torch(spec: str, batch: int, repeats: int, fused: bool) -> dict[str, object]:
