@@ -122,11 +122,15 @@ def tiny_model(tmp_path_factory, tiny_data_dir) -> pathlib.Path:
   return folder / "workdir"
 
 
-# The longest file first: under pytest-xdist (`--dist loadfile --no-loadscope-reorder`, else
-# xdist orders files by their number of tests) one worker runs it from the start while the
-# other takes the rest.
-FIRST = ("test_multiprocess.py",)
+# The longest files first, longest first (their seconds in the last full run): under
+# pytest-xdist (`--dist loadfile --no-loadscope-reorder`, else xdist orders files by their number
+# of tests) each worker takes the next file when it is free, so the short files fill the end
+# and neither worker waits long for the other.
+FIRST = ("test_cli.py", "test_model.py", "test_multiprocess.py", "test_train.py",
+         "test_bench_quality.py", "test_bundled.py", "test_weights.py", "test_caches.py",
+         "test_bench_device.py", "test_data.py", "test_train_loop.py")
 
 
 def pytest_collection_modifyitems(items) -> None:
-  items.sort(key=lambda item: item.path.name not in FIRST)  # a stable sort
+  rank = {name: i for i, name in enumerate(FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # a stable sort

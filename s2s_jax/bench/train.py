@@ -15,7 +15,8 @@ For each config, on the same synthetic batch shapes (the config's per-step batch
 The featuriser is left out on both sides (`s2s-bench features` times it). Each measurement runs
 in its own process, since allocators read their settings at start-up. FLOPs per sample are
 the dot products and convolutions of the JAX step (`model_flops`); both frameworks do them, so
-achieved GFLOP/s = FLOPs / step time for either. Step times are medians of `--repeats` after a warm-up.
+achieved GFLOP/s = FLOPs / step time for either. Step times are medians of `--repeats` after a
+warm-up.
 """
 
 from __future__ import annotations
