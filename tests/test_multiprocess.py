@@ -13,7 +13,8 @@ Each process is `python -m s2s_jax.main` on fake CPU devices, joined through a c
 
 Each process of a job compiles its own programs (JAX's persistent cache is written by process 0
 alone, under a key that differs by process), so a job costs about its process count in whole
-runs: a third job of 4 processes with 1 device each doubled this file's time and proved no more.
+runs. A third job, 4 processes with 1 device each, cost as much as the two others together
+and is left out (BUILD_NOTES, "CI time, fifth round").
 """
 
 from __future__ import annotations
