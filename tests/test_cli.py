@@ -152,7 +152,8 @@ def test_match_benchmark_times_a_new_process_to_its_first_result(tmp_path):
   started = time.perf_counter()
   result = bench_match.first_results(
       [sys.executable, "-m", "s2s_jax.match.cli", *sounds, "--out", str(tmp_path / "out"),
-       "--refine-renders", "0"], bench_match.cold_env(pathlib.Path(__file__).parents[1], tmp_path / "home"))
+       "--refine-renders", "0"],
+      bench_match.cold_env(pathlib.Path(__file__).parents[1], tmp_path / "home"))
   took = time.perf_counter() - started
   assert 0 < result["first"] < result["first"] + result["next"][0] <= result["wall"] <= took
   assert 0 < result["first_cpu"] < result["first_cpu"] + result["next_cpu"][0] <= result["cpu"]

@@ -155,8 +155,9 @@ def time_process(workdirs: list[pathlib.Path], input_path: pathlib.Path, top_k: 
   for cache in ("empty", "warm"):
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "s2s_jax.match.cli", str(input_path), "--out",
-                    str(input_path.parent / f"out_{len(workdirs)}_{cache}"), "--top-k", str(top_k), "--refine-renders",
-                    "0", *[a for w in workdirs for a in ("--model", str(w))]],
+                    str(input_path.parent / f"out_{len(workdirs)}_{cache}"), "--top-k",
+                    str(top_k), "--refine-renders", "0",
+                    *[a for w in workdirs for a in ("--model", str(w))]],
                    check=True, capture_output=True, env=env)
     rows.append({"models": len(workdirs), "what": f"cold: s2s-match process ({cache} compile "
                  "cache)", "seconds": time.perf_counter() - start, "vs_networks": float("nan")})
