@@ -34,9 +34,13 @@ CONV_THEN_MATMUL_FLOPS = 2 * (2 * 5 * 14 * 18) * 27 + 2 * (2 * 5 * 14 * 4) * 18
 SHAPES = (2, 3, 16, 20), (5, 3, 3, 3), (18, 4)
 
 
+def model_flops(fn, *arguments) -> float:
+  return train_bench.model_flops(jax.jit(fn).trace(*arguments))
+
+
 def test_model_flops_count_convolutions_and_matmuls():
   x, w, m = (jnp.ones(shape) for shape in SHAPES)
-  assert train_bench.model_flops(jax.jit(conv_then_matmul), x, w, m) == CONV_THEN_MATMUL_FLOPS
+  assert model_flops(conv_then_matmul, x, w, m) == CONV_THEN_MATMUL_FLOPS
   # XLA's own count on this CPU agrees (it adds nothing here but the two ops).
   compiled = jax.jit(conv_then_matmul).lower(x, w, m).compile().cost_analysis()
   assert compiled["flops"] == CONV_THEN_MATMUL_FLOPS
@@ -48,19 +52,19 @@ def test_model_flops_inside_scans_grouped_convolutions_and_gradients():
   def seven_steps(x, w, m):
     return jax.lax.scan(lambda carry, _: (carry, conv_then_matmul(x, w, m)), 0.0, None,
                         length=7)[1]
-  assert train_bench.model_flops(seven_steps, x, w, m) == 7 * CONV_THEN_MATMUL_FLOPS
+  assert model_flops(seven_steps, x, w, m) == 7 * CONV_THEN_MATMUL_FLOPS
   # Three groups of one channel in: a third of the multiply-adds; the out features, 6, split
   # into the three groups too.
   grouped = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
                                                       feature_group_count=3)
-  assert train_bench.model_flops(grouped, x, jnp.ones((6, 1, 3, 3))) == 2 * (2 * 6 * 14 * 18) * 9
+  assert model_flops(grouped, x, jnp.ones((6, 1, 3, 3))) == 2 * (2 * 6 * 14 * 18) * 9
   # The gradient: the forward pass, the matmul's two transposes (each the matmul's size), the
   # kernel's gradient (the convolution's size) and the input's: a convolution padded by 2
   # around each of the [2, 3, 16, 20] inputs, reading 5 * 3 * 3 values each.
   loss = lambda x, w, m: conv_then_matmul(x, w, m).sum()
   matmul, conv = 2 * (2 * 5 * 14 * 4) * 18, 2 * (2 * 5 * 14 * 18) * 27
   expected = CONV_THEN_MATMUL_FLOPS + 2 * matmul + conv + 2 * (2 * 3 * 16 * 20) * 45
-  assert train_bench.model_flops(jax.grad(loss, argnums=(0, 1, 2)), x, w, m) == expected
+  assert model_flops(jax.grad(loss, argnums=(0, 1, 2)), x, w, m) == expected
 
 
 def test_device_benchmark_on_cpu(tmp_path):

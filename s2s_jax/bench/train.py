@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import jax
 import jax.extend
@@ -87,7 +86,7 @@ class CompiledStep:
     banks: the featuriser's filter banks, replicated.
     arguments: what the step reads besides the state: (batch, banks), or (features, batch)
       for a step from features.
-    compile_s: seconds to lower and compile.
+    compile_s: seconds to trace, lower and compile.
     flops: the model's FLOPs of one step on one device (`model_flops`).
   """
   config: ml_collections.ConfigDict
@@ -133,17 +132,17 @@ def compile_step(config: ml_collections.ConfigDict, batch_size: int,
     step, arguments = train.train_step, (batch, banks)
   step = jax.jit(functools.partial(step, layout=layout, config=config), donate_argnums=0)
   start = time.perf_counter()
-  compiled = step.lower(state, *arguments).compile()
-  compile_s = time.perf_counter() - start
-  return CompiledStep(config, compiled, state, batch, banks, arguments, compile_s,
-                      model_flops(step, state, *arguments))
+  traced = step.trace(state, *arguments)
+  compiled = traced.lower().compile()
+  return CompiledStep(config, compiled, state, batch, banks, arguments,
+                      time.perf_counter() - start, model_flops(traced))
 
 
-def model_flops(step: Callable, *arguments) -> float:
-  """The model FLOPs of `step(*arguments)` per device: its dot products and convolutions,
-  2 per multiply-add, counted from its jaxpr. XLA's cost analysis varies by backend (a GPU's
-  compiled program counts cuDNN's convolutions as nothing, its lowered one is not analysed)."""
-  return matmul_flops(jax.make_jaxpr(step)(*arguments).jaxpr) / jax.device_count()
+def model_flops(traced: jax.stages.Traced) -> float:
+  """The model FLOPs of a traced program per device: its dot products and convolutions, 2 per
+  multiply-add, counted from its jaxpr. XLA's cost analysis varies by backend (a GPU's compiled
+  program counts cuDNN's convolutions as nothing, its lowered one is not analysed)."""
+  return matmul_flops(traced.jaxpr.jaxpr) / jax.device_count()
 
 
 def matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
@@ -165,7 +164,7 @@ def matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
       if name == "cond":
         total += max(inner, default=0.0)
       else:
-        total += sum(inner) * params.get("length", 1) if name == "scan" else sum(inner)
+        total += sum(inner) * (params["length"] if name == "scan" else 1)
   return total
 
 
