@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from s2s_jax.bench import cli
 from s2s_jax.bench import device
+from s2s_jax.bench import profile
 from s2s_jax.bench import train as train_bench
 
 
@@ -67,10 +68,36 @@ def test_model_flops_inside_scans_grouped_convolutions_and_gradients():
   assert model_flops(jax.grad(loss, argnums=(0, 1, 2)), x, w, m) == expected
 
 
+def test_self_times_subtract_nested_events_on_the_same_thread():
+  event = lambda tid, ts, dur: {"pid": 1, "tid": tid, "ts": ts, "dur": dur}
+  events = [event(7, 0, 10), event(7, 2, 3), event(7, 6, 2), event(8, 1, 5), event(7, 12, 4),
+            event(7, 3, 1)]  # the last is inside the second, itself inside the first
+  assert profile.self_times(events) == [10 - 3 - 2, 3 - 1, 2, 5, 4, 1]
+
+
+def test_op_kind_drops_the_hlo_number():
+  assert profile.op_kind("loop_multiply_fusion.12") == "loop_multiply_fusion"
+  assert profile.op_kind("cudnn-conv-bw-filter.3") == "cudnn-conv-bw-filter"
+  assert profile.op_kind("dot") == "dot"
+
+
+def test_op_times_of_a_traced_function(tmp_path):
+  x = jax.random.normal(jax.random.key(0), (256, 256))
+  four_products = jax.jit(lambda x: jax.lax.fori_loop(0, 4, lambda _, y: jnp.tanh(y @ x), x))
+  run = lambda: jax.block_until_ready(four_products(x))
+  run()
+  ops = profile.op_times(profile.trace(run, 3, tmp_path))
+  assert (tmp_path / "plugins" / "profile").is_dir()
+  assert ops and [op.seconds for op in ops] == sorted((op.seconds for op in ops), reverse=True)
+  # Each kind ran the same number of times in each of the 3 runs.
+  assert all(op.count % 3 == 0 and op.seconds > 0 for op in ops)
+
+
 def test_device_benchmark_on_cpu(tmp_path):
   out = tmp_path / "device.json"
   cli.main(["device", "--config", "configs/t6.py:tiny", "--batch", "2", "--repeats", "1",
-            "--budget", "1", "--matmul-size", "256", "--json", str(out)])
+            "--budget", "1", "--matmul-size", "256", "--json", str(out),
+            "--profile", str(tmp_path / "profile")])
   result = json.loads(out.read_text())
   rows = {row["measure"]: row for row in result["rows"]}
   assert result["settings"]["backend"] == "cpu" and result["settings"]["dtype"] == "bfloat16"
@@ -86,3 +113,8 @@ def test_device_benchmark_on_cpu(tmp_path):
   assert rows["host loader"]["value"] > 0
   assert rows["host cores per device"]["value"] == pytest.approx(
       rows["samples/s"]["value"] / rows["host loader"]["value"])
+  # The profile's table: the kinds of operation of one traced step, and their sum.
+  ops = json.loads((tmp_path / "profile" / "ops.json").read_text())["rows"]
+  assert ops[-1]["operation"] == "all XLA operations"
+  assert ops[-1]["ms per step"] == pytest.approx(sum(row["ms per step"] for row in ops[:-1]))
+  assert ops[-1]["% of step"] == pytest.approx(ops[-1]["ms per step"] / 10 / step_s)

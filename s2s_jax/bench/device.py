@@ -1,6 +1,7 @@
 """Accelerator readiness: the full T6 network's training speed, MFU, memory and batch limit.
 
   s2s-bench device [--config configs/t6.py] [--dtype bfloat16] [--budget 480] [--matmul-size N]
+                   [--profile DIR]
 
 On whatever JAX runs on (GPU, TPU or CPU), in one command of at most `--budget` seconds:
 - the device's peak: a datasheet figure for known accelerators (dense bf16, per chip) and a
@@ -11,13 +12,16 @@ On whatever JAX runs on (GPU, TPU or CPU), in one command of at most `--budget` 
 - the largest per-step batch that fits, found by doubling while the budget lasts (each size
   compiled, its memory checked against the device's limit, then run once);
 - the featuriser's clips/s on the device, and on the host the online renderer's samples/s on
-  one core, so the number of host cores one device needs to be fed is known.
+  one core, so the number of host cores one device needs to be fed is known;
+- with `--profile DIR`, a profiler trace of the timed step in DIR (TensorBoard, Perfetto) and a
+  second table: the step's time by kind of XLA operation (`bench/profile.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import resource
 import time
 
@@ -26,6 +30,7 @@ import numpy as np
 
 from s2s_jax import config_file
 from s2s_jax.audio.features import featurise
+from s2s_jax.bench import profile
 from s2s_jax.bench import train as train_bench
 from s2s_jax.infer import workdir as workdir_lib
 from s2s_jax.models import sound2synth
@@ -41,6 +46,7 @@ DATASHEET_BF16_FLOPS = (
     ("TPU v6", 918e12),
 )
 _HOST_BATCHES = 3  # online batches timed for the host's rate
+_PROFILE_ROWS = 12  # kinds of operation named in the profile's table; the rest are summed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="side of the square matrix product timed for the measured peak "
                       "(default: 16384 on an accelerator, 2048 on a CPU; a smaller one is "
                       "quicker and may read a lower peak)")
+  parser.add_argument("--profile", default=None, metavar="DIR",
+                      help="also trace the timed step with JAX's profiler into DIR and print "
+                      "its time by kind of XLA operation (written to DIR/ops.json)")
 
 
 def datasheet_peak(device_kind: str) -> float | None:
@@ -136,6 +145,22 @@ def host_samples_per_core(space: ParameterSpace, batch_size: int = 8
   return _HOST_BATCHES * batch_size / seconds, "online rendering, 1 render thread"
 
 
+def profile_rows(ops: list[profile.OpTime], steps: int, step_s: float) -> list[dict[str, object]]:
+  """The profile's table: the longest kinds of operation per step, the rest, and the total."""
+  shown, rest = ops[:_PROFILE_ROWS], ops[_PROFILE_ROWS:]
+  total = sum(op.seconds for op in ops)
+
+  def row(name: str, seconds: float, count: int) -> dict[str, object]:
+    return {"operation": name, "ms per step": 1e3 * seconds / steps,
+            "% of step": 100 * seconds / steps / step_s, "calls per step": count / steps}
+  rows = [row(op.kind, op.seconds, op.count) for op in shown]
+  if rest:
+    rows.append(row(f"{len(rest)} other kinds", sum(op.seconds for op in rest),
+                    sum(op.count for op in rest)))
+  rows.append(row("all XLA operations", total, sum(op.count for op in ops)))
+  return rows
+
+
 def run(args: argparse.Namespace) -> None:
   deadline = time.monotonic() + args.budget
   device = jax.devices()[0]
@@ -155,6 +180,8 @@ def run(args: argparse.Namespace) -> None:
   step = train_bench.compile_step(config, batch)
   step_s = report.median_seconds(step.run, repeats)
   flops = step.flops
+  if args.profile:
+    ops = profile.op_times(profile.trace(step.run, repeats, args.profile))
   features, banks, audio = jax.jit(featurise), step.banks, step.batch["audio"]
   featurise_s = report.median_seconds(
       lambda: jax.block_until_ready(features(banks, audio)), repeats)
@@ -197,3 +224,8 @@ def run(args: argparse.Namespace) -> None:
       "devices": devices, "config": args.config, "dtype": args.dtype,
       "params": params, "compile_s": compile_s,
       "budget_s": args.budget, "jax": jax.__version__, "numpy": np.__version__})
+  if args.profile:
+    report.publish("device profile", profile_rows(ops, repeats, step_s),
+                   pathlib.Path(args.profile) / "ops.json",
+                   {"config": args.config, "dtype": args.dtype, "batch": batch,
+                    "steps traced": repeats, "step_s": step_s})
