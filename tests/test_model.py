@@ -80,6 +80,22 @@ def test_max_pool_has_flax_max_pool_value_and_gradient(window):
                              jax.grad(loss(expected))(x), atol=1e-6)
 
 
+def test_max_pool_gradient_goes_to_the_first_largest_of_each_window():
+  # Ties: every window of ones sends its gradient to its top-left input, as an argmax would.
+  x = np.ones((1, 4, 6, 2), np.float32)
+  x[0, 3, 5, 1] = 2.0  # in the last window of channel 1, its bottom-right input is the max
+  expected = np.zeros_like(x)
+  expected[:, ::2, ::2] = 1.0
+  expected[0, 2, 4, 1], expected[0, 3, 5, 1] = 0.0, 1.0
+  gradient = jax.jit(jax.grad(lambda x: jnp.sum(max_pool(x, (2, 2)))))(jnp.asarray(x))
+  np.testing.assert_array_equal(gradient, expected)
+  # A NaN in a window makes its output NaN, as `nn.max_pool`'s does; the others are kept.
+  x[0, 1, 0, 0] = np.nan
+  pooled = np.asarray(max_pool(jnp.asarray(x), (2, 2)))
+  assert np.isnan(pooled[0, 0, 0, 0]) and np.isnan(pooled).sum() == 1
+  assert np.isnan(nn.max_pool(jnp.asarray(x), (2, 2), strides=(2, 2))[0, 0, 0, 0])
+
+
 def test_region_max_has_jnp_max_value_and_gradient():
   x = jax.random.normal(jax.random.key(0), (3, 5, 4, 2))
   np.testing.assert_array_equal(region_max(x, (1, 2)), jnp.max(x, axis=(1, 2)))
