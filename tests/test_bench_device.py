@@ -1,5 +1,6 @@
 """`s2s-bench device`: the accelerator benchmark's table, run on this machine's CPU."""
 
+import gzip
 import json
 
 import pytest
@@ -71,14 +72,36 @@ def test_model_flops_inside_scans_grouped_convolutions_and_gradients():
 def test_self_times_subtract_nested_events_on_the_same_thread():
   event = lambda tid, ts, dur: {"pid": 1, "tid": tid, "ts": ts, "dur": dur}
   events = [event(7, 0, 10), event(7, 2, 3), event(7, 6, 2), event(8, 1, 5), event(7, 12, 4),
-            event(7, 3, 1)]  # the last is inside the second, itself inside the first
-  assert profile.self_times(events) == [10 - 3 - 2, 3 - 1, 2, 5, 4, 1]
+            event(7, 3, 1),  # inside the second, itself inside the first
+            event(7, 14, 5)]  # overlaps the one before without being inside it
+  assert profile.self_times(events) == [10 - 3 - 2, 3 - 1, 2, 5, 4, 1, 5]
 
 
 def test_op_kind_drops_the_hlo_number():
   assert profile.op_kind("loop_multiply_fusion.12") == "loop_multiply_fusion"
   assert profile.op_kind("cudnn-conv-bw-filter.3") == "cudnn-conv-bw-filter"
   assert profile.op_kind("dot") == "dot"
+  # In a CUDA graph every kernel names the graph's op: the kernel's own name is the kind.
+  assert profile.op_kind("command_buffer_186", "input_reduce_fusion_113") == "input_reduce_fusion"
+  assert profile.op_kind("cudnn-conv.2", "sm90_xmma_fprop_implicit_gemm") == "cudnn-conv"
+
+
+def test_op_times_keep_a_gpus_kernels_and_name_those_in_cuda_graphs(tmp_path):
+  meta = lambda pid, name: {"ph": "M", "pid": pid, "name": "process_name", "args": {"name": name}}
+  kernel = lambda pid, ts, dur, name, hlo_op: {"ph": "X", "pid": pid, "tid": 1, "ts": ts,
+                                               "dur": dur, "name": name,
+                                               "args": {"hlo_op": hlo_op}}
+  events = [meta(1, "/device:GPU:0"), meta(2, "/host:CPU"),
+            kernel(1, 0, 30, "loop_add_fusion_12", "command_buffer_3"),
+            kernel(1, 40, 10, "loop_add_fusion_7", "command_buffer_3"),
+            kernel(1, 60, 25, "sm90_xmma_dgrad", "cudnn-conv-bw-input.4"),
+            kernel(2, 0, 500, "ThunkExecutor", "command_buffer_3")]  # the host's launch
+  trace = tmp_path / "perfetto_trace.json.gz"
+  with gzip.open(trace, "wt") as f:
+    json.dump({"traceEvents": events}, f)
+  ops = profile.op_times(trace)
+  assert [(op.kind, op.count) for op in ops] == [("loop_add_fusion", 2), ("cudnn-conv-bw-input", 1)]
+  assert [op.seconds for op in ops] == pytest.approx([40e-6, 25e-6])
 
 
 def test_op_times_of_a_traced_function(tmp_path):
