@@ -105,6 +105,33 @@ def test_forward_matches_dense_masked_conv(symmetric, features):
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("features", [None, 6])
+def test_gradients_match_dense_masked_conv(symmetric, features):
+  """The input's and the taps' gradients, jitted, against the dense convolution's (whose
+  kernel gradient, gathered at the taps, is the taps' gradient)."""
+  offsets = pdc.prime_ratio_offsets(B, 3, symmetric=symmetric)
+  x = random_input(7)
+  layer = pdc.PrimeDilatedConv(offsets, features=features)
+  params = layer.init(jax.random.key(8), x)["params"]
+  cotangent = random_input(9, x.shape[:-1] + (features or x.shape[-1],))
+  radius = max(abs(k) for k in offsets)
+
+  def dense(x, kernel):
+    if features is None:
+      return reference_conv(x, kernel[:, None, :], feature_group_count=x.shape[-1])
+    return reference_conv(x, kernel)
+
+  got_x, got_taps = jax.jit(jax.grad(
+      lambda x, taps: jnp.sum(layer.apply({"params": {"taps": taps}}, x) * cotangent),
+      argnums=(0, 1)))(x, params["taps"])
+  want_x, want_kernel = jax.grad(lambda x, kernel: jnp.sum(dense(x, kernel) * cotangent),
+                                 argnums=(0, 1))(x, pdc.dense_kernel(params["taps"], offsets))
+  np.testing.assert_allclose(got_x, want_x, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(got_taps, want_kernel[np.asarray(offsets) + radius],
+                             rtol=1e-4, atol=1e-4)
+
+
 def test_freq_axis_shorter_than_the_span():
   """Zero padding: a 5-bin input under 97-bin-wide filters still matches the dense conv."""
   offsets = pdc.prime_ratio_offsets(B, 3, symmetric=True)
