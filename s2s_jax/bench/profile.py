@@ -6,10 +6,9 @@ arguments name an `hlo_op` (kernels on a GPU's streams, thunks on a CPU), by kin
 name without its number (`fusion.12` and `fusion.3` are both `fusion`). XLA's GPU backend runs
 most kernels inside CUDA graphs, whose events all name one `command_buffer` op: those are
 grouped by the kernel's own name instead (a fusion's, or a library's kernel), likewise
-without its number. Each operation counts
-its own time, not that of operations nested in it (a `while` loop's body on a CPU). Times are
-summed over threads and streams, so they can add up to more than the wall time where
-operations run side by side.
+without its number. Each operation counts its own time, not that of operations nested in it (a
+`while` loop's body on a CPU). Times are summed over threads and streams, so they can add up
+to more than the wall time where operations run side by side.
 """
 
 from __future__ import annotations
